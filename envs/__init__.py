@@ -1,0 +1,57 @@
+"""Problem specifications (numpy only) and gymnasium environments.
+
+Specifications (``PreferenceGame``, ``DialogueGame``, ``TabularMDP``, ``MarkovRewardProcess``) are
+frozen dataclasses validated at construction. They import numpy only, so every layer can use them.
+gymnasium environments live in ``fixpoint_rl.envs.registration`` (imported on demand): importing
+``fixpoint_rl.envs`` never imports gymnasium.
+
+Names are re-exported lazily (PEP 562) from the modules listed in ``_EXPORTS``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    # --- preference games (NLHF, issue 2) ---
+    "PreferenceGame": ".preference",
+    "dice": ".preference",
+    "rock_paper_scissors": ".preference",
+    "three_type_cycle": ".preference",
+    "bradley_terry": ".preference",
+    "random_game": ".preference",
+    "random_contextual_game": ".preference",
+    # --- multi-turn dialogue games (MTPO, issue 3) ---
+    "DialogueGame": ".dialogue",
+    "random_layered_game": ".dialogue",
+    "tree_game": ".dialogue",
+    "education_dialogue": ".dialogue",
+    "car_dealer": ".dialogue",
+    # --- tabular MDPs (Q(lambda), issue 4) ---
+    "TabularMDP": ".mdp",
+    "MarkovRewardProcess": ".mdp",
+    "garnet": ".mdp",
+    "chain_mdp": ".mdp",
+    "two_state_mdp": ".mdp",
+    # --- DCFP study environments (issue 5) ---
+    "chain": ".dcfp_envs",
+    "low_random": ".dcfp_envs",
+    "high_random": ".dcfp_envs",
+    "two_state": ".dcfp_envs",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,0 +1,193 @@
+"""Input validation shared by every public function of fixpoint-rl (numpy only).
+
+Every public function validates its inputs at the Python boundary and raises ``ValueError`` naming
+the argument and the offending value, so that bad input never reaches a Numba kernel and never
+turns into a silent NaN. The helpers here return the validated value in canonical form
+(float64, C-contiguous arrays; Python scalars), which also means every kernel compiles once.
+
+This module lives in ``fixpoint_rl.envs`` because it is the bottom layer (numpy only): problem
+specifications, tabular solvers and deep code all import it.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "as_float_array",
+    "as_generator",
+    "check_choice",
+    "check_distribution",
+    "check_int",
+    "check_scalar",
+    "describe",
+]
+
+# Tolerance for "sums to one": float64 sums of up to ~10^6 terms carry rounding error far below
+# this, while any genuine modelling mistake (a missing branch, an unnormalised row) is far above.
+SUM_TOLERANCE = 1e-9
+
+
+def describe(value: Any, limit: int = 120) -> str:
+    """A short, readable description of ``value`` for error messages."""
+    if isinstance(value, np.ndarray):
+        if value.size <= 8:
+            text = np.array2string(value, precision=6, separator=", ")
+        else:
+            text = f"array(shape={value.shape}, dtype={value.dtype})"
+    else:
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def as_float_array(
+    name: str,
+    value: Any,
+    *,
+    ndim: int | Sequence[int] | None = None,
+    shape: Sequence[int | None] | None = None,
+    finite: bool = True,
+    nonnegative: bool = False,
+    copy: bool = False,
+) -> np.ndarray:
+    """Convert ``value`` to a C-contiguous float64 array, or raise ``ValueError`` naming ``name``.
+
+    Args:
+      name: argument name used in the error message.
+      value: array-like input.
+      ndim: required number of dimensions (an int or a collection of allowed ints).
+      shape: required shape; ``None`` entries are free.
+      finite: reject NaN and ±inf.
+      nonnegative: reject negative entries.
+      copy: always return a fresh array (so frozen specs cannot be mutated from outside).
+    """
+    if isinstance(value, (str, bytes)) or value is None:
+        raise ValueError(f"{name} must be an array of numbers, got {describe(value)}")
+    try:
+        array = np.array(value, dtype=np.float64, copy=True if copy else None, order="C")
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{name} must be an array of numbers, got {describe(value)}") from error
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if array.ndim not in allowed:
+            expected = " or ".join(str(d) for d in allowed)
+            raise ValueError(
+                f"{name} must have {expected} dimensions, got shape {array.shape}"
+            )
+    if shape is not None:
+        if array.ndim != len(shape) or any(
+            want is not None and want != got for want, got in zip(shape, array.shape)
+        ):
+            want = tuple("?" if s is None else s for s in shape)
+            raise ValueError(f"{name} must have shape {want}, got shape {array.shape}")
+    if finite and not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} must be finite (no NaN or inf), got {describe(array)}")
+    if nonnegative and np.any(array < 0):
+        raise ValueError(f"{name} must be non-negative, got minimum {array.min()!r}")
+    if not array.flags.c_contiguous:
+        array = np.ascontiguousarray(array)
+    return array
+
+
+def check_distribution(
+    name: str,
+    value: Any,
+    *,
+    ndim: int | Sequence[int] | None = None,
+    shape: Sequence[int | None] | None = None,
+    full_support: bool = False,
+    atol: float = SUM_TOLERANCE,
+    copy: bool = False,
+) -> np.ndarray:
+    """Validate probability vectors along the last axis: finite, ≥ 0, summing to 1 within ``atol``.
+
+    Args:
+      full_support: additionally require every entry to be > 0 (e.g. a reference policy μ that
+        appears inside a logarithm or a KL).
+
+    Returns:
+      The float64 array (not renormalised: a distribution off by more than rounding is an error).
+    """
+    array = as_float_array(name, value, ndim=ndim, shape=shape, copy=copy)
+    if array.ndim == 0 or array.shape[-1] == 0:
+        raise ValueError(f"{name} must be a non-empty distribution, got shape {array.shape}")
+    if np.any(array < 0):
+        raise ValueError(f"{name} must be non-negative, got minimum {array.min()!r}")
+    totals = array.sum(axis=-1)
+    worst = float(np.max(np.abs(totals - 1.0)))
+    if worst > atol:
+        raise ValueError(
+            f"{name} must sum to 1 along its last axis, got sums off by up to {worst:.3g}"
+        )
+    if full_support and np.any(array <= 0):
+        raise ValueError(
+            f"{name} must have full support (every entry > 0), got minimum {array.min()!r}"
+        )
+    return array
+
+
+def check_scalar(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+) -> float:
+    """Validate a finite real scalar inside an interval; returns it as a Python float."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        if not (isinstance(value, np.ndarray) and value.ndim == 0):
+            raise ValueError(f"{name} must be a real number, got {describe(value)}")
+    number = float(value)
+    if not np.isfinite(number):
+        raise ValueError(f"{name} must be finite, got {number!r}")
+    if low is not None and (number < low or (not low_inclusive and number == low)):
+        bracket = "[" if low_inclusive else "("
+        upper = "inf" if high is None else repr(high)
+        close = "]" if (high is not None and high_inclusive) else ")"
+        raise ValueError(f"{name} must lie in {bracket}{low!r}, {upper}{close}, got {number!r}")
+    if high is not None and (number > high or (not high_inclusive and number == high)):
+        bracket = "[" if low_inclusive else "("
+        lower = "-inf" if low is None else repr(low)
+        close = "]" if high_inclusive else ")"
+        raise ValueError(f"{name} must lie in {bracket}{lower}, {high!r}{close}, got {number!r}")
+    return number
+
+
+def check_int(name: str, value: Any, *, low: int | None = None, high: int | None = None) -> int:
+    """Validate an integer (bools rejected) in [low, high]; returns a Python int."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
+        raise ValueError(f"{name} must be an integer, got {describe(value)}")
+    number = int(value)
+    if low is not None and number < low:
+        raise ValueError(f"{name} must be ≥ {low}, got {number}")
+    if high is not None and number > high:
+        raise ValueError(f"{name} must be ≤ {high}, got {number}")
+    return number
+
+
+def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
+    """Validate that ``value`` is one of ``choices``."""
+    options = tuple(choices)
+    if not isinstance(value, str) or value not in options:
+        raise ValueError(f"{name} must be one of {options}, got {describe(value)}")
+    return value
+
+
+def as_generator(name: str, seed: Any) -> np.random.Generator:
+    """A ``np.random.Generator`` from an int seed or an existing Generator (never global state).
+
+    Numba kernels do not see ``np.random.seed``; pass the returned Generator into kernels.
+    """
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if isinstance(seed, bool) or not isinstance(seed, (numbers.Integral, np.integer)):
+        raise ValueError(f"{name} must be an int or a numpy Generator, got {describe(seed)}")
+    if int(seed) < 0:
+        raise ValueError(f"{name} must be non-negative, got {int(seed)}")
+    return np.random.default_rng(int(seed))
