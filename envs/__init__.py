@@ -34,11 +34,21 @@ _EXPORTS: dict[str, str] = {
     "garnet": ".mdp",
     "chain_mdp": ".mdp",
     "two_state_mdp": ".mdp",
+    "check_policy": ".mdp",
+    "uniform_policy": ".mdp",
+    "random_policy": ".mdp",
+    "greedy_policy": ".mdp",
+    "epsilon_greedy_policy": ".mdp",
     # --- DCFP study environments (issue 5) ---
     "chain": ".dcfp_envs",
     "low_random": ".dcfp_envs",
     "high_random": ".dcfp_envs",
     "two_state": ".dcfp_envs",
+    "random_mrp": ".dcfp_envs",
+    "global_support": ".dcfp_envs",
+    "environment_support": ".dcfp_envs",
+    "return_bounds": ".dcfp_envs",
+    "DCFP_ENVIRONMENTS": ".dcfp_envs",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -112,6 +112,21 @@ def test_every_public_name_resolves(package):
     assert not missing, "\n".join(missing)
 
 
+def test_no_public_name_is_shadowed_by_a_submodule():
+    # Importing a submodule binds its name on the package: a module named like one of its
+    # functions (tabular/mtpo.py exporting mtpo) would shadow the function after that import.
+    import pkgutil
+    import types
+
+    for package_name in ("fixpoint_rl.tabular", "fixpoint_rl.envs"):
+        package = importlib.import_module(package_name)
+        submodules = {info.name.rsplit(".", 1)[-1] for info in pkgutil.iter_modules(package.__path__)}
+        clashes = sorted(set(package.__all__) & submodules)
+        assert not clashes, f"{package_name}: modules named like public names: {clashes}"
+        for name in package.__all__:
+            assert not isinstance(getattr(package, name), types.ModuleType), name
+
+
 def test_unknown_public_name_is_an_attribute_error():
     import fixpoint_rl.tabular as tabular_api
 

@@ -1,0 +1,312 @@
+"""AGRO — Any-Generation Reward Optimization on a softmax bandit (Tang et al., arXiv 2503.19612).
+
+Objective (notes preference.md §5.1): max_π E_{y∼π}[r(y)] − β KL(π ‖ π_ref), whose optimum is
+π* ∝ π_ref exp(r/β). Generation consistency (Theorem 1): the regularized reward
+
+    R̃_π(y) = r(y) − β log(π(y)/π_ref(y))
+
+is constant in y exactly at π = π* (it equals β log Z). AGRO's sample-based gradient (notes §5.2)
+uses n generations y_1..y_n from ANY sampling distribution μ (on-policy π, π_ref, replay of past
+policies, mixtures) and no importance weights:
+
+    ĝ = (1/n) Σ_i ( R̃(y_i) − mean_{j≠i} R̃(y_j) ) ∇_θ log π_θ(y_i).
+
+Its expectation, Σ_y μ(y)(R̃(y) − E_μ R̃) ∇ log π(y), is minus the gradient of the pairwise
+consistency loss L(θ) = (1/(4β)) E_{y,y'∼μ}[(R̃(y) − R̃(y'))²] (notes §10.5 item 20), whose only
+stationary point is π* when μ has full support. The naive KL-regularized policy gradient with a
+reward-only baseline, (r(y_i) − mean_{j≠i} r(y_j) − β log(π/π_ref)(y_i)) ∇ log π(y_i), is the exact
+gradient of the objective on-policy but has a biased stationary point off-policy (notes §5.3).
+
+Policies are softmax(θ) over K responses of one prompt; shapes: θ, r, π_ref, μ are [K]; samples [n].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..envs.checks import (
+    as_float_array,
+    as_generator,
+    check_choice,
+    check_distribution,
+    check_int,
+    check_scalar,
+)
+from .core.mirror import kl_divergence, log_softmax, softmax, softmax_policy_gradient
+from .core.result import SolverResult
+from ._jit import Stopwatch
+
+__all__ = [
+    "train_agro",
+    "agro_expected_gradient",
+    "agro_gradient",
+    "agro_optimal_policy",
+    "naive_pg_expected_gradient",
+    "naive_pg_gradient",
+    "pairwise_consistency_loss",
+    "regularized_reward",
+]
+
+SAMPLINGS = ("on_policy", "reference", "replay", "mixture", "fixed")
+ESTIMATORS = ("agro", "naive")
+
+
+def _check_problem(logits, reward, ref, beta):
+    logits = as_float_array("logits", logits, ndim=1)
+    reward = as_float_array("reward", reward, shape=logits.shape)
+    ref = check_distribution("ref", ref, shape=logits.shape, full_support=True)
+    beta = check_scalar("beta", beta, low=0.0, low_inclusive=False)
+    return logits, reward, ref, beta
+
+
+def _check_samples(samples, num_responses, low=1):
+    array = np.asarray(samples)
+    if array.ndim != 1 or array.size < low or not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(
+            f"samples must be a 1-D integer array of at least {low} response indices, got {samples!r}"
+        )
+    if array.min() < 0 or array.max() >= num_responses:
+        raise ValueError(f"samples must lie in [0, {num_responses - 1}], got {samples!r}")
+    return array.astype(np.int64)
+
+
+def _score(probs, samples):
+    """∇_θ log π_θ(y_i) = e_{y_i} − π for each sample: [n, K]."""
+    return np.eye(probs.shape[-1])[samples] - probs
+
+
+def agro_optimal_policy(reward, ref, beta) -> np.ndarray:
+    """π* ∝ π_ref exp(r/β) (notes §5.1), [K]."""
+    reward = as_float_array("reward", reward, ndim=1)
+    ref = check_distribution("ref", ref, shape=reward.shape, full_support=True)
+    beta = check_scalar("beta", beta, low=0.0, low_inclusive=False)
+    return softmax(np.log(ref) + reward / beta)
+
+
+def regularized_reward(logits, reward, ref, beta) -> np.ndarray:
+    """R̃_θ(y) = r(y) − β log(π_θ(y)/π_ref(y)) (AGRO Theorem 1), [K]."""
+    logits, reward, ref, beta = _check_problem(logits, reward, ref, beta)
+    return reward - beta * (log_softmax(logits) - np.log(ref))
+
+
+def agro_gradient(logits, reward, ref, beta, samples) -> np.ndarray:
+    """AGRO's sample-based ascent direction for generations from any distribution (notes §5.2).
+
+    ĝ = (1/n) Σ_i (R̃(y_i) − mean_{j≠i} R̃(y_j)) (e_{y_i} − π), no importance weights.
+
+    Args:
+      logits: [K] policy logits θ (π = softmax θ).
+      reward: [K] reward r(y).
+      ref: [K] reference policy π_ref (full support).
+      beta: KL coefficient β > 0.
+      samples: [n] response indices (n ≥ 2), drawn from any sampling distribution μ.
+
+    Returns:
+      [K] gradient estimate with respect to θ (an ascent direction; its μ-expectation is
+      ``agro_expected_gradient`` = −∇ ``pairwise_consistency_loss``).
+    """
+    logits, reward, ref, beta = _check_problem(logits, reward, ref, beta)
+    samples = _check_samples(samples, logits.shape[0], low=2)
+    probs = softmax(logits)
+    regularized = reward - beta * (np.log(probs) - np.log(ref))
+    values = regularized[samples]
+    n = values.shape[0]
+    leave_one_out_mean = (values.sum() - values) / (n - 1)
+    return ((values - leave_one_out_mean)[:, None] * _score(probs, samples)).mean(axis=0)
+
+
+def naive_pg_gradient(logits, reward, ref, beta, samples) -> np.ndarray:
+    """Naive KL-regularized policy gradient with a reward-only leave-one-out baseline (notes §5.3).
+
+    ĝ = (1/n) Σ_i (r(y_i) − mean_{j≠i} r(y_j) − β log(π/π_ref)(y_i)) (e_{y_i} − π). Unbiased for
+    ∇[E_π r − β KL(π‖π_ref)] only when the samples come from π. Shapes as ``agro_gradient``.
+    """
+    logits, reward, ref, beta = _check_problem(logits, reward, ref, beta)
+    samples = _check_samples(samples, logits.shape[0], low=2)
+    probs = softmax(logits)
+    rewards = reward[samples]
+    n = rewards.shape[0]
+    leave_one_out_mean = (rewards.sum() - rewards) / (n - 1)
+    log_ratio = np.log(probs[samples]) - np.log(ref[samples])
+    weights = rewards - leave_one_out_mean - beta * log_ratio
+    return (weights[:, None] * _score(probs, samples)).mean(axis=0)
+
+
+def _agro_direction(probs, reward, ref, beta, sampling):
+    regularized = reward - beta * (np.log(probs) - np.log(ref))
+    centred = regularized - np.dot(sampling, regularized)
+    weights = sampling * centred
+    return weights - probs * weights.sum()
+
+
+def _naive_direction(probs, reward, ref, beta, sampling):
+    weights = sampling * (reward - np.dot(sampling, reward) - beta * (np.log(probs) - np.log(ref)))
+    return weights - probs * weights.sum()
+
+
+def agro_expected_gradient(logits, reward, ref, beta, sampling) -> np.ndarray:
+    """E_{y_{1:n}∼μ}[AGRO estimate] = Σ_y μ(y)(R̃(y) − E_μ R̃)(e_y − π), for any n ≥ 2 (notes §10.5).
+
+    Args: as ``agro_gradient``, with ``sampling`` the [K] sampling distribution μ. Returns [K].
+    """
+    logits, reward, ref, beta = _check_problem(logits, reward, ref, beta)
+    sampling = check_distribution("sampling", sampling, shape=logits.shape)
+    return _agro_direction(softmax(logits), reward, ref, beta, sampling)
+
+
+def naive_pg_expected_gradient(logits, reward, ref, beta, sampling) -> np.ndarray:
+    """E_{y_{1:n}∼μ}[naive PG estimate] = Σ_y μ(y)(r(y) − E_μ r − β log(π/π_ref)(y))(e_y − π). [K]."""
+    logits, reward, ref, beta = _check_problem(logits, reward, ref, beta)
+    sampling = check_distribution("sampling", sampling, shape=logits.shape)
+    return _naive_direction(softmax(logits), reward, ref, beta, sampling)
+
+
+def pairwise_consistency_loss(logits, reward, ref, beta, sampling) -> float:
+    """L(θ) = (1/(4β)) Σ_{y,y'} μ(y)μ(y') (R̃_θ(y) − R̃_θ(y'))² = Var_μ(R̃_θ)/(2β) (notes §5.2)."""
+    logits, reward, ref, beta = _check_problem(logits, reward, ref, beta)
+    sampling = check_distribution("sampling", sampling, shape=logits.shape)
+    regularized = reward - beta * (log_softmax(logits) - np.log(ref))
+    differences = regularized[:, None] - regularized[None, :]
+    return float(np.sum(sampling[:, None] * sampling[None, :] * differences**2) / (4.0 * beta))
+
+
+def _sample(rng, probs, n):
+    cdf = np.cumsum(probs)
+    draws = np.searchsorted(cdf, rng.random(n) * cdf[-1], side="right")
+    return np.minimum(draws, probs.shape[0] - 1)
+
+
+def train_agro(
+    reward,
+    ref,
+    beta,
+    *,
+    sampling="on_policy",
+    estimator="agro",
+    iterations=2000,
+    learning_rate=1.0,
+    batch_size=None,
+    init_logits=None,
+    sampling_distribution=None,
+    replay_window=50,
+    mixture_weight=0.5,
+    checkpoints=50,
+    seed=0,
+) -> SolverResult:
+    """Train a softmax policy with AGRO (or the naive PG) toward π* ∝ π_ref exp(r/β).
+
+    θ ← θ + η ĝ, with ĝ the expected update (``batch_size=None``, exact) or the sample estimate
+    from ``batch_size`` generations per step.
+
+    Args:
+      reward: [K] rewards; ref: [K] reference policy (full support); beta: β > 0.
+      sampling: where generations come from — "on_policy" (π_θ), "reference" (π_ref), "replay"
+        (uniform mixture of the last ``replay_window`` iterates), "mixture" (``mixture_weight``·π_ref
+        + (1 − ``mixture_weight``)·π_θ) or "fixed" (``sampling_distribution``, a [K] μ).
+      estimator: "agro" or "naive" (reward-only baseline, notes §5.3).
+      iterations: T ≥ 1; learning_rate: η > 0; batch_size: None (exact) or n ≥ 2.
+      init_logits: [K] starting logits (default log π_ref).
+      checkpoints: number of metric checkpoints; seed: for the sampled mode.
+
+    Returns:
+      SolverResult: final [K] policy; metrics "iteration", "kl" (KL(π‖π*)), "consistency_spread"
+      (max − min of R̃ over responses), "loss" (pairwise consistency loss under π_ref);
+      extras "optimal_policy".
+    """
+    reward = as_float_array("reward", reward, ndim=1)
+    ref = check_distribution("ref", ref, shape=reward.shape, full_support=True)
+    beta = check_scalar("beta", beta, low=0.0, low_inclusive=False)
+    sampling = check_choice("sampling", sampling, SAMPLINGS)
+    estimator = check_choice("estimator", estimator, ESTIMATORS)
+    iterations = check_int("iterations", iterations, low=1)
+    learning_rate = check_scalar("learning_rate", learning_rate, low=0.0, low_inclusive=False)
+    if batch_size is not None:
+        batch_size = check_int("batch_size", batch_size, low=2)
+    logits = (
+        np.log(ref).copy()
+        if init_logits is None
+        else as_float_array("init_logits", init_logits, shape=reward.shape, copy=True)
+    )
+    fixed = None
+    if sampling == "fixed":
+        if sampling_distribution is None:
+            raise ValueError("sampling_distribution must be given when sampling='fixed', got None")
+        fixed = check_distribution("sampling_distribution", sampling_distribution, shape=reward.shape)
+    replay_window = check_int("replay_window", replay_window, low=1)
+    mixture_weight = check_scalar("mixture_weight", mixture_weight, low=0.0, high=1.0)
+    checkpoints = check_int("checkpoints", checkpoints, low=1)
+    rng = as_generator("seed", seed)
+    optimum = softmax(np.log(ref) + reward / beta)
+    direction = _agro_direction if estimator == "agro" else _naive_direction
+    record = set(np.unique(np.linspace(0, iterations, checkpoints + 1).round().astype(int)).tolist())
+    columns = {"iteration": [], "kl": [], "consistency_spread": [], "loss": []}
+    history: list[np.ndarray] = []
+    clock = Stopwatch()
+
+    def log(t, probs):
+        regularized = reward - beta * (np.log(probs) - np.log(ref))
+        columns["iteration"].append(t)
+        columns["kl"].append(float(kl_divergence(probs, optimum)))
+        columns["consistency_spread"].append(float(regularized.max() - regularized.min()))
+        centred = regularized - np.dot(ref, regularized)
+        columns["loss"].append(float(np.dot(ref, centred**2) / (2.0 * beta)))
+
+    with clock.running():
+        probs = softmax(logits)
+        log(0, probs)
+        for t in range(1, iterations + 1):
+            if sampling == "on_policy":
+                mu = probs
+            elif sampling == "reference":
+                mu = ref
+            elif sampling == "mixture":
+                mu = mixture_weight * ref + (1.0 - mixture_weight) * probs
+            elif sampling == "replay":
+                history.append(probs)
+                if len(history) > replay_window:
+                    history.pop(0)
+                mu = np.mean(history, axis=0)
+            else:
+                mu = fixed
+            if batch_size is None:
+                step = direction(probs, reward, ref, beta, mu)
+            else:
+                samples = _sample(rng, mu, batch_size)
+                values = reward[samples]
+                log_ratio = np.log(probs[samples]) - np.log(ref[samples])
+                if estimator == "agro":
+                    values = values - beta * log_ratio
+                loo = (values.sum() - values) / (batch_size - 1)
+                weights = values - loo
+                if estimator == "naive":
+                    weights = weights - beta * log_ratio
+                step = (weights[:, None] * _score(probs, samples)).mean(axis=0)
+            logits = logits + learning_rate * step
+            probs = softmax(logits)
+            if t in record:
+                log(t, probs)
+    metrics = {key: np.asarray(value) for key, value in columns.items()}
+    return SolverResult(
+        final=probs,
+        metrics=metrics,
+        wall_time_s=clock.wall_s,
+        compile_time_s=0.0,
+        config={
+            "solver": "train_agro",
+            "reward": reward,
+            "ref": ref,
+            "beta": beta,
+            "sampling": sampling,
+            "estimator": estimator,
+            "iterations": iterations,
+            "learning_rate": learning_rate,
+            "batch_size": batch_size,
+            "init_logits": None if init_logits is None else np.asarray(init_logits),
+            "sampling_distribution": fixed,
+            "replay_window": replay_window,
+            "mixture_weight": mixture_weight,
+            "checkpoints": checkpoints,
+            "seed": seed if not isinstance(seed, np.random.Generator) else "generator",
+        },
+        extras={"optimal_policy": optimum},
+    )

@@ -1,0 +1,814 @@
+"""MTPO and MTPO-τ on layered dialogue games (Shani et al., NeurIPS 2024; preference.md §2).
+
+Shapes: N states, N_dec decision states, A actions, X contexts, H horizon, T iterations. Policies
+are [N_dec, A] arrays (rows are distributions over the agent's actions at each decision state);
+the layout of a :class:`~fixpoint_rl.envs.dialogue.DialogueGame` is in its module docstring.
+
+* :func:`preference_q_values` — Q^{π,π'}_α and V by backward induction (§2.2): terminal
+  V(x_{H+1}) = P(x_{H+1} ≻ π') with π' rolled out from the initial state;
+  Q(x_h, y) = E V(x_{h+1}) − α KL(π‖μ)[x_h], V(x_h) = E_{y~π} Q(x_h, y).
+* :func:`trajectory_kl` — KL_p(π‖π') = E_π Σ_h KL(π‖π')[x_h] (Lemma 3.1), by a forward pass.
+* :func:`multiturn_preference` — P_α(π ≻ π') = P(π ≻ π') − α KL_p(π‖μ) + α KL_p(π'‖μ).
+* :func:`multiturn_exploitability` — max_{π'} P_α(π' ≻ π) − 1/2 by soft backward induction
+  (the regularized best response); 0 exactly at π*_α (game value 1/2, Lemma 3.2).
+* :func:`mtpo` — eq. (2): π_{t+1} ∝ μ^{αη_t} π_t^{1−αη_t} exp(η_t Q^{π_t,π_t}_α).
+* :func:`mtpo_tau` — multi-turn Nash-MD: π^α_t ∝ π_t^{1−η_tα} μ^{η_tα},
+  π_{t+1} ∝ π^α_t exp(η_t Q^{π^α_t,π^α_t}_α).
+* :func:`multiturn_regularized_nash` — the oracle π*_α: Anderson-accelerated damped soft
+  best-response iteration π ← π^{1−λ}·BR_α(π)^λ (BR_α(π) ∝ μ exp(Q*_π/α) with the *soft-optimal*
+  continuation values, not MTPO's on-policy Q), certified by exploitability ≤ ``tol``.
+* Baselines: :func:`reward_rl`, :func:`multiturn_rlhf`, :func:`single_turn_rlhf`,
+  :func:`single_turn_nash_md`, :func:`learned_preference_game` (see their docstrings).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fixpoint_rl.envs.checks import (
+    as_generator,
+    check_choice,
+    check_distribution,
+    check_int,
+    check_scalar,
+    describe,
+)
+from fixpoint_rl.tabular._jit import Stopwatch
+from fixpoint_rl.tabular._kernels import mtpo as _k
+from fixpoint_rl.tabular.core.mirror import kl_divergence
+from fixpoint_rl.tabular.core.result import SolverResult
+
+__all__ = [
+    "preference_q_values",
+    "trajectory_kl",
+    "multiturn_preference",
+    "multiturn_exploitability",
+    "multiturn_regularized_nash",
+    "soft_best_response",
+    "mtpo",
+    "mtpo_tau",
+    "mtpo_theorem_bound",
+    "reward_rl",
+    "multiturn_rlhf",
+    "single_turn_rlhf",
+    "single_turn_nash_md",
+    "learned_preference_game",
+    "final_state_distribution",
+]
+
+SCHEDULES = ("theorem", "constant")
+PARALLEL_PAIRS = 100_000
+
+
+# --------------------------------------------------------------------------------------------
+# validation and shared arrays
+# --------------------------------------------------------------------------------------------
+
+
+class _Arrays:
+    __slots__ = ("game", "starts", "nxt", "probs", "log_ref", "pref", "pref_starts", "final_starts",
+                 "n_dec", "N", "X", "A", "rho")
+
+    def __init__(self, game):
+        from fixpoint_rl.envs.dialogue import DialogueGame
+
+        if not isinstance(game, DialogueGame):
+            raise ValueError(f"game must be a DialogueGame, got {describe(game)}")
+        self.game = game
+        self.starts = np.asarray(game.transition_starts)
+        self.nxt = np.asarray(game.transition_next)
+        self.probs = np.asarray(game.transition_probs)
+        self.log_ref = np.log(game.reference)
+        self.pref = np.asarray(game.preference_values)
+        self.pref_starts = game.preference_starts
+        self.final_starts = np.asarray(game.final_starts)
+        self.n_dec = game.num_decision_states
+        self.N = game.num_states
+        self.X = game.num_contexts
+        self.A = game.num_actions
+        self.rho = np.asarray(game.context_probs)
+
+    def policy(self, name, pi, full_support=False):
+        return check_distribution(
+            name, pi, shape=(self.n_dec, self.A), full_support=full_support, copy=True
+        )
+
+    def reach(self, pi):
+        return _k._forward_reach(pi, self.starts, self.nxt, self.probs, self.N, self.X)
+
+    def terminal_against(self, opponent, values=None):
+        values = np.zeros(self.N) if values is None else values
+        reach = self.reach(opponent)
+        _k._terminal_values(reach, self.pref, self.pref_starts, self.final_starts, self.n_dec, values)
+        return values
+
+    def backward(self, pi, alpha, values, mode=_k.EVALUATE, eta=0.0, new_policy=None):
+        q = np.empty((self.n_dec, self.A))
+        kl = np.empty(self.n_dec)
+        out = np.empty((self.n_dec, self.A)) if new_policy is None else new_policy
+        _k._backward_step(pi, self.log_ref, alpha, eta, mode, self.starts, self.nxt, self.probs,
+                          values, q, kl, out)
+        return q, kl, out
+
+    def context_average(self, per_state):
+        return float(np.dot(self.rho, per_state[: self.X]))
+
+
+def _log_normalize(z):
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.sum(np.exp(z), axis=1, keepdims=True))
+
+
+def _alpha(alpha):
+    return check_scalar("alpha", alpha, low=0.0, low_inclusive=False)
+
+
+# --------------------------------------------------------------------------------------------
+# evaluation
+# --------------------------------------------------------------------------------------------
+
+
+def final_state_distribution(game, pi):
+    """Reach probabilities of the final states under π, conditional on the context: [F]."""
+    arrays = _Arrays(game)
+    pi = arrays.policy("pi", pi)
+    return arrays.reach(pi)[arrays.n_dec :]
+
+
+def preference_q_values(game, pi, opponent, alpha):
+    """Q^{π,π'}_α [N_dec, A] and V^{π,π'}_α [N] by backward induction (MTPO §3.2).
+
+    V(x_{H+1}) = P(x_{H+1} ≻ π') with π' rolled out from the initial state of the context;
+    Q(x_h, y) = Σ p(x'|x_h, y) V(x') − α KL(π‖μ)[x_h]; V(x_h) = Σ_y π(y|x_h) Q(x_h, y).
+    α ≥ 0 (α = 0 gives the unregularized values).
+    """
+    arrays = _Arrays(game)
+    pi = arrays.policy("pi", pi)
+    opponent = arrays.policy("opponent", opponent)
+    alpha = check_scalar("alpha", alpha, low=0.0)
+    values = arrays.terminal_against(opponent)
+    q, _, _ = arrays.backward(pi, alpha, values)
+    return q, values
+
+
+def trajectory_kl(game, pi, mu):
+    """KL_p(π‖π') between trajectory distributions = E_{π,p} Σ_h KL(π‖π')[x_h] (Lemma 3.1),
+    averaged over contexts c ~ ρ. ``mu`` must be positive wherever ``pi`` is (else ValueError)."""
+    arrays = _Arrays(game)
+    pi = arrays.policy("pi", pi)
+    mu = arrays.policy("mu", mu)
+    if np.any((pi > 0) & (mu <= 0)):
+        raise ValueError("mu must be positive wherever pi is (KL_p would be infinite)")
+    return _trajectory_kl(arrays, pi, mu)
+
+
+def _trajectory_kl(arrays, pi, mu):
+    reach = arrays.reach(pi)[: arrays.n_dec]
+    per_state = np.asarray(kl_divergence(pi, mu))
+    # reach is conditional on the context; weight each state by ρ(its context)
+    weights = arrays.rho[np.asarray(arrays.game.state_context[: arrays.n_dec])]
+    return float(np.sum(weights * reach * per_state))
+
+
+def multiturn_preference(game, pi, opponent, alpha=0.0):
+    """P_α(π ≻ π') = E_c E P(x ≻ x' | c) − α KL_p(π‖μ) + α KL_p(π'‖μ) (MTPO §3)."""
+    arrays = _Arrays(game)
+    pi = arrays.policy("pi", pi)
+    opponent = arrays.policy("opponent", opponent)
+    alpha = check_scalar("alpha", alpha, low=0.0)
+    return _multiturn_preference(arrays, pi, opponent, alpha)
+
+
+def _multiturn_preference(arrays, pi, opponent, alpha):
+    values = arrays.terminal_against(opponent)
+    reach = arrays.reach(pi)
+    weights = arrays.rho[np.asarray(arrays.game.state_context[arrays.n_dec :])]
+    raw = float(np.sum(weights * reach[arrays.n_dec :] * values[arrays.n_dec :]))
+    mu = arrays.game.reference
+    return raw - alpha * _trajectory_kl(arrays, pi, mu) + alpha * _trajectory_kl(arrays, opponent, mu)
+
+
+def soft_best_response(game, terminal_values, alpha):
+    """argmax_π E_π[r(x_{H+1})] − α KL_p(π‖μ) by soft backward induction.
+
+    Args:
+      terminal_values: [F] r(x_{H+1}).
+    Returns:
+      (policy [N_dec, A] ∝ μ exp(Q̄/α), optimal values V* [N]).
+    """
+    arrays = _Arrays(game)
+    alpha = _alpha(alpha)
+    from fixpoint_rl.envs.checks import as_float_array
+
+    r = as_float_array("terminal_values", terminal_values, shape=(arrays.N - arrays.n_dec,))
+    values = np.zeros(arrays.N)
+    values[arrays.n_dec :] = r
+    _, _, policy = arrays.backward(arrays.game.reference, alpha, values, mode=_k.SOFT_BEST_RESPONSE)
+    return policy, values
+
+
+def _exploitability(arrays, pi, alpha):
+    values = arrays.terminal_against(pi)
+    _, _, best = arrays.backward(pi, alpha, values, mode=_k.SOFT_BEST_RESPONSE)
+    best_value = arrays.context_average(values)
+    return best_value + alpha * _trajectory_kl(arrays, pi, arrays.game.reference) - 0.5, best
+
+
+def multiturn_exploitability(game, pi, alpha):
+    """max_{π'} P_α(π' ≻ π) − 1/2 ≥ 0, computed exactly by soft backward induction; zero iff π = π*_α."""
+    arrays = _Arrays(game)
+    pi = arrays.policy("pi", pi)
+    return float(_exploitability(arrays, pi, _alpha(alpha))[0])
+
+
+# --------------------------------------------------------------------------------------------
+# oracle
+# --------------------------------------------------------------------------------------------
+
+
+def _to_policy(arrays, z):
+    z = z.reshape(arrays.n_dec, arrays.A)
+    z = z - z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def _best_response_log(arrays, z, alpha):
+    """(log BR_α(softmax z) normalised and flattened, exploitability of softmax z)."""
+    gap, best = _exploitability(arrays, _to_policy(arrays, z), alpha)
+    return _log_normalize(np.log(np.maximum(best, 1e-300))).ravel(), gap
+
+
+def _anderson_damped(arrays, alpha, z, tol, max_iterations, damping):
+    """Damped soft best-response iteration z ← (1−λ)z + λ log BR(z) with Anderson acceleration.
+    Returns (z, exploitability, certified)."""
+    lam = 0.25 if damping is None else damping
+    history_z, history_f = [], []
+    memory = 8
+    gap = np.inf
+    checkpoint_gap, window = np.inf, 50
+    for iteration in range(max_iterations):
+        target, gap = _best_response_log(arrays, z, alpha)
+        g = _log_normalize(((1 - lam) * z + lam * target).reshape(arrays.n_dec, arrays.A)).ravel()
+        f = g - z
+        if iteration % window == window - 1:
+            # the gap did not halve over a window: the damped map is not contracting; damp more
+            if damping is None and gap > 0.5 * checkpoint_gap and gap > tol:
+                lam *= 0.5
+                history_z, history_f = [], []
+                g = _log_normalize(((1 - lam) * z + lam * target).reshape(arrays.n_dec, arrays.A)).ravel()
+                f = g - z
+            checkpoint_gap = gap
+        # certificate reached; keep polishing until the fixed-point residual is at rounding level
+        if gap <= tol and np.max(np.abs(f)) <= 1e-13:
+            return z, gap, True
+        history_z.append(z.copy())
+        history_f.append(f.copy())
+        if len(history_z) > memory + 1:
+            history_z.pop(0)
+            history_f.pop(0)
+        if len(history_f) >= 2:
+            dF = np.stack([history_f[i + 1] - history_f[i] for i in range(len(history_f) - 1)], axis=1)
+            dZ = np.stack([history_z[i + 1] - history_z[i] for i in range(len(history_z) - 1)], axis=1)
+            gamma, *_ = np.linalg.lstsq(dF, f, rcond=None)
+            candidate = _log_normalize((z + f - (dZ + dF) @ gamma).reshape(arrays.n_dec, arrays.A)).ravel()
+            if np.all(np.isfinite(candidate)):
+                if _exploitability(arrays, _to_policy(arrays, candidate), alpha)[0] < gap:
+                    z = candidate
+                    continue
+            history_z, history_f = [z.copy()], [f.copy()]
+        z = g
+    return z, gap, gap <= tol
+
+
+def _newton(arrays, alpha, z, iterations=40):
+    """Newton's method on F(z) = z − log BR_α(softmax z) = 0 (central-difference Jacobian,
+    backtracking on ‖F‖₂). For small games (n = N_dec·A ≤ 5000)."""
+    n = z.size
+
+    def residual(z):
+        return z - _best_response_log(arrays, z, alpha)[0]
+
+    f = residual(z)
+    h = 1e-6
+    for _ in range(iterations):
+        if np.max(np.abs(f)) <= 1e-14:
+            break
+        jac = np.empty((n, n))
+        for j in range(n):
+            e = np.zeros(n)
+            e[j] = h
+            jac[:, j] = (residual(z + e) - residual(z - e)) / (2 * h)
+        try:
+            step = np.linalg.solve(jac, f)
+        except np.linalg.LinAlgError:
+            step = np.linalg.lstsq(jac, f, rcond=None)[0]
+        norm = np.linalg.norm(f)
+        scale = 1.0
+        while scale > 1e-6:
+            candidate = _log_normalize((z - scale * step).reshape(arrays.n_dec, arrays.A)).ravel()
+            f_new = residual(candidate)
+            if np.all(np.isfinite(f_new)) and np.linalg.norm(f_new) < norm:
+                break
+            scale *= 0.5
+        else:
+            break
+        z, f = candidate, f_new
+    return z
+
+
+def multiturn_regularized_nash(game, alpha, *, tol=1e-10, max_iterations=2_000, damping=None):
+    """The unique Nash equilibrium π*_α of the α-regularized multi-turn game [N_dec, A].
+
+    Method (independent of :func:`mtpo`): π*_α is the fixed point of its own regularized best
+    response, π = BR_α(π) ∝ μ exp(Q*_π/α) (Lemma 3.2, with Q*_π the soft-optimal continuation
+    against π, computed by soft backward induction). Two solvers of that fixed-point equation:
+
+    1. damped iteration z ← (1−λ) z + λ log BR_α(softmax z) on log-policies (λ = ``damping``,
+       default 0.25, halved whenever the exploitability fails to halve over 50 iterations) with
+       Anderson acceleration (memory 8), at most ``max_iterations`` steps (300 for small games);
+    2. if that does not certify and N_dec·A ≤ 5000: Newton's method (finite-difference Jacobian)
+       along a continuation path α_k = α·2^k (k = K … 0, α·2^K ≥ 1), warm-started stage by stage,
+       then step 1 again from Newton's answer.
+
+    The answer is returned only once certified: exploitability ≤ ``tol`` (and log-policy
+    fixed-point residual ≤ 1e-13 when step 1 converges).
+
+    Raises:
+      RuntimeError: if the certificate is not reached.
+    """
+    arrays = _Arrays(game)
+    alpha = _alpha(alpha)
+    tol = check_scalar("tol", tol, low=0.0, low_inclusive=False)
+    max_iterations = check_int("max_iterations", max_iterations, low=1)
+    if damping is not None:
+        damping = check_scalar("damping", damping, low=0.0, high=1.0, low_inclusive=False)
+    start = _log_normalize(np.log(np.asarray(arrays.game.reference))).ravel()
+    first = min(max_iterations, 300) if start.size <= 5000 else max_iterations
+    z, gap, certified = _anderson_damped(arrays, alpha, start, tol, first, damping)
+    if certified:
+        return _to_policy(arrays, z)
+    if start.size <= 5000:
+        stages = [alpha * 2.0**k for k in range(int(np.ceil(max(np.log2(1.0 / alpha), 0.0))), -1, -1)]
+        z = start
+        for stage_alpha in stages:
+            z = _newton(arrays, stage_alpha, z)
+        z, gap, certified = _anderson_damped(arrays, alpha, z, tol, max_iterations, damping)
+        if certified or gap <= tol:
+            return _to_policy(arrays, z)
+    raise RuntimeError(
+        f"multiturn_regularized_nash did not certify exploitability ≤ {tol} "
+        f"(last {gap:.3g})"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# MTPO / MTPO-τ
+# --------------------------------------------------------------------------------------------
+
+
+def mtpo_theorem_bound(game, alpha, t, variant="mtpo"):
+    """Theorem 4.2 / B.2 bounds at iteration t (array-valued in t):
+    MTPO: KL_p(π*‖π_t) ≤ 32 H Q²/(α²(t+1)); MTPO-τ: KL_p(π*‖π^α_t) ≤ 9 H Q²/(α²(t+1)),
+    with Q = max{4αH log(1/μ_min), 1}."""
+    arrays = _Arrays(game)
+    alpha = _alpha(alpha)
+    variant = check_choice("variant", variant, ("mtpo", "mtpo_tau"))
+    H = arrays.game.horizon
+    qmax = max(4 * alpha * H * np.log(1.0 / float(np.min(arrays.game.reference))), 1.0)
+    constant = 32.0 if variant == "mtpo" else 9.0
+    return constant * H * qmax**2 / (alpha**2 * (np.asarray(t, dtype=np.float64) + 1.0))
+
+
+def _checkpoint_list(iterations, checkpoints, checkpoint_every):
+    if checkpoint_every is not None:
+        every = check_int("checkpoint_every", checkpoint_every, low=1)
+        points = np.arange(0, iterations + 1, every)
+    else:
+        count = check_int("checkpoints", checkpoints, low=2)
+        points = np.concatenate([[0], np.round(np.geomspace(1, iterations, count - 1))])
+    return np.unique(np.concatenate([points, [iterations]]).astype(np.int64))
+
+
+def _etas(alpha, iterations, eta, schedule, variant):
+    schedule = check_choice("schedule", schedule, SCHEDULES)
+    if schedule == "theorem":
+        if eta is not None:
+            raise ValueError(f"eta must be None with schedule='theorem' (η_t = 2/(α(t+2))), got {eta!r}")
+        return 2.0 / (alpha * (np.arange(iterations, dtype=np.float64) + 2.0))
+    if eta is None:
+        raise ValueError("eta must be given with schedule='constant', got None")
+    eta = check_scalar("eta", eta, low=0.0, low_inclusive=False)
+    if eta * alpha > 1.0:
+        raise ValueError(f"eta * alpha must be ≤ 1, got eta={eta!r}, alpha={alpha!r}")
+    return np.full(iterations, eta)
+
+
+def _run(name, variant, game, alpha, iterations, eta, schedule, n_samples, seed, init,
+         checkpoints, checkpoint_every, reference_solution):
+    arrays = _Arrays(game)
+    alpha = _alpha(alpha)
+    iterations = check_int("iterations", iterations, low=1)
+    etas = _etas(alpha, iterations, eta, schedule, variant)
+    samples = 0 if n_samples is None else check_int("n_samples", n_samples, low=1)
+    rng = as_generator("seed", seed)
+    points = _checkpoint_list(iterations, checkpoints, checkpoint_every)
+    ref = np.asarray(arrays.game.reference)
+    pi = ref.copy() if init is None else arrays.policy("init", init, full_support=True)
+    if reference_solution is None:
+        target = multiturn_regularized_nash(game, alpha)
+    else:
+        target = arrays.policy("reference_solution", reference_solution, full_support=True)
+    mode = _k.MTPO if variant == "mtpo" else _k.NASH_MD
+    values = np.zeros(arrays.N)
+    q = np.empty((arrays.n_dec, arrays.A))
+    kl = np.empty(arrays.n_dec)
+    new = np.empty_like(pi)
+    mix = np.empty_like(pi)
+    clock = Stopwatch()
+    clock.compile(_k._forward_reach, pi, arrays.starts, arrays.nxt, arrays.probs, arrays.N, arrays.X)
+    clock.compile(_k._terminal_values, values, arrays.pref, arrays.pref_starts, arrays.final_starts,
+                  arrays.n_dec, values)
+    clock.compile(_k._backward_step, pi, arrays.log_ref, alpha, 0.1, mode, arrays.starts, arrays.nxt,
+                  arrays.probs, values, q, kl, new)
+    clock.compile(_k._geometric_mixture, pi, arrays.log_ref, 0.1, mix)
+    # layers are backed up in parallel on large games (identical results: states of a layer are
+    # independent); below ~10^5 state-action pairs thread start-up costs more than it saves
+    parallel = arrays.n_dec * arrays.A >= PARALLEL_PAIRS
+    layer_starts = np.asarray(arrays.game.layer_starts)
+    if parallel:
+        clock.compile(_k._backward_step_parallel, pi, arrays.log_ref, alpha, 0.1, mode,
+                      arrays.starts, arrays.nxt, arrays.probs, values, q, kl, new, layer_starts)
+    if samples:
+        clock.compile(_k._sample_final_states, pi, arrays.starts, arrays.nxt, arrays.probs,
+                      arrays.X, samples, rng)
+    columns = {"iteration": [], "kl": [], "exploitability": [], "eta": []}
+    if variant == "mtpo_tau":
+        columns["kl_mixture"] = []
+
+    def record(t):
+        columns["iteration"].append(t)
+        columns["kl"].append(_trajectory_kl(arrays, target, pi))
+        columns["exploitability"].append(_exploitability(arrays, pi, alpha)[0])
+        columns["eta"].append(etas[t] if t < iterations else np.nan)
+        if variant == "mtpo_tau":
+            if t < iterations:
+                _k._geometric_mixture(pi, arrays.log_ref, etas[t] * alpha, mix)
+                columns["kl_mixture"].append(_trajectory_kl(arrays, target, mix))
+            else:
+                columns["kl_mixture"].append(np.nan)
+
+    record(0)
+    done = 0
+    for point in points[1:]:
+        with clock.running():
+            for t in range(done, int(point)):
+                eta_t = etas[t]
+                if variant == "mtpo_tau":
+                    _k._geometric_mixture(pi, arrays.log_ref, eta_t * alpha, mix)
+                    evaluated = mix
+                else:
+                    evaluated = pi
+                if samples:
+                    opponents = _k._sample_final_states(evaluated, arrays.starts, arrays.nxt,
+                                                        arrays.probs, arrays.X, samples, rng)
+                    _k._sampled_terminal_values(opponents, arrays.pref, arrays.pref_starts,
+                                                arrays.final_starts, arrays.n_dec, rng, values)
+                else:
+                    reach = _k._forward_reach(evaluated, arrays.starts, arrays.nxt, arrays.probs,
+                                              arrays.N, arrays.X)
+                    _k._terminal_values(reach, arrays.pref, arrays.pref_starts, arrays.final_starts,
+                                        arrays.n_dec, values)
+                if parallel:
+                    _k._backward_step_parallel(evaluated, arrays.log_ref, alpha, eta_t, mode,
+                                               arrays.starts, arrays.nxt, arrays.probs, values, q,
+                                               kl, new, layer_starts)
+                else:
+                    _k._backward_step(evaluated, arrays.log_ref, alpha, eta_t, mode, arrays.starts,
+                                      arrays.nxt, arrays.probs, values, q, kl, new)
+                pi, new = new, pi
+        done = int(point)
+        if not np.all(np.isfinite(pi)):
+            raise FloatingPointError(f"{name} produced a non-finite policy at t={done}")
+        record(done)
+    metrics = {key: np.asarray(value, dtype=np.float64) for key, value in columns.items()}
+    metrics["iteration"] = metrics["iteration"].astype(np.int64)
+    return SolverResult(
+        final=pi.copy(),
+        metrics=metrics,
+        wall_time_s=clock.wall_s,
+        compile_time_s=clock.compile_s,
+        config={"solver": name, "game": game.name, "alpha": alpha, "iterations": iterations,
+                "eta": eta, "schedule": schedule, "n_samples": n_samples,
+                "seed": seed if isinstance(seed, int) else repr(seed)},
+        extras={"reference_solution": target},
+    )
+
+
+def mtpo(game, alpha, iterations, eta=None, schedule="theorem", *, n_samples=None, seed=0,
+         init=None, checkpoints=40, checkpoint_every=None, reference_solution=None):
+    """MTPO (eq. 2): π_{t+1}(y|x) ∝ μ^{αη_t} π_t^{1−αη_t} exp(η_t Q^{π_t,π_t}_α(x, y)), π_0 = μ.
+
+    Args:
+      game: DialogueGame.
+      alpha: α > 0.
+      iterations: T ≥ 1.
+      eta: constant step (schedule="constant", αη ≤ 1); None for schedule="theorem"
+        (η_t = 2/(α(t+2)); Theorem 4.2: KL_p(π*‖π_t) ≤ 32HQ²/(α²(t+1))).
+      n_samples: None for exact values; n ≥ 1 for the sampled version: each iteration draws n
+        opponent trajectories per context from π_t and one Bernoulli preference per (final state,
+        opponent) pair; the rest of the values are exact backward induction on those terminal
+        values (unbiased for Q^{π_t,π_t}).
+      seed: int or Generator (sampled version).
+      init: initial policy (default μ), full support.
+      checkpoints / checkpoint_every: ~log-spaced count, or every n iterations.
+      reference_solution: π*_α if already computed (else :func:`multiturn_regularized_nash`).
+
+    Returns:
+      SolverResult: final π_T [N_dec, A]; metrics iteration, kl (KL_p(π*_α‖π_t)), exploitability,
+      eta (η_t, the step taken from checkpoint t).
+    """
+    return _run("mtpo", "mtpo", game, alpha, iterations, eta, schedule, n_samples, seed, init,
+                checkpoints, checkpoint_every, reference_solution)
+
+
+def mtpo_tau(game, alpha, iterations, eta=None, schedule="theorem", *, n_samples=None, seed=0,
+             init=None, checkpoints=40, checkpoint_every=None, reference_solution=None):
+    """MTPO-τ (multi-turn Nash-MD): π^α_t ∝ π_t^{1−η_tα} μ^{η_tα};
+    π_{t+1} ∝ π^α_t exp(η_t Q^{π^α_t,π^α_t}_α). Theorem B.2: KL_p(π*‖π^α_t) ≤ 9HQ²/(α²(t+1)).
+    Arguments as :func:`mtpo` (samples are drawn from the mixture). Extra metric kl_mixture
+    (KL_p(π*_α‖π^α_t), NaN at the last checkpoint)."""
+    return _run("mtpo_tau", "mtpo_tau", game, alpha, iterations, eta, schedule, n_samples, seed,
+                init, checkpoints, checkpoint_every, reference_solution)
+
+
+# --------------------------------------------------------------------------------------------
+# baselines
+# --------------------------------------------------------------------------------------------
+
+
+def _one_shot(name, game, policy, alpha, config, extras, wall_s):
+    arrays = _Arrays(game)
+    metrics = {
+        "iteration": np.array([0], dtype=np.int64),
+        "exploitability": np.array([_exploitability(arrays, policy, alpha)[0]]),
+    }
+    if game.final_reward is not None:
+        reach = arrays.reach(policy)[arrays.n_dec :]
+        weights = arrays.rho[np.asarray(game.state_context[arrays.n_dec :])]
+        metrics["expected_reward"] = np.array([float(np.sum(weights * reach * game.final_reward))])
+    return SolverResult(final=policy, metrics=metrics, wall_time_s=wall_s, compile_time_s=0.0,
+                        config={"solver": name, "game": game.name, "alpha": alpha, **config},
+                        extras=extras)
+
+
+def reward_rl(game, alpha, reward=None):
+    """Reward-based RL: the KL-regularized optimum argmax E r(x_{H+1}) − α KL_p(π‖μ), exact by
+    soft backward induction. ``reward`` [F] defaults to the game's ``final_reward``.
+
+    Returns a SolverResult (single checkpoint) with metrics exploitability (in the preference
+    game) and expected_reward (when the game has a reward)."""
+    import time
+
+    arrays = _Arrays(game)
+    alpha = _alpha(alpha)
+    if reward is None:
+        if game.final_reward is None:
+            raise ValueError("reward must be given for a game without final_reward, got None")
+        reward = game.final_reward
+    start = time.perf_counter()
+    policy, values = soft_best_response(game, reward, alpha)
+    wall = time.perf_counter() - start
+    return _one_shot("reward_rl", game, policy, alpha, {}, {"values": values}, wall)
+
+
+def _sample_pairs(arrays, n_pairs, rng):
+    """Wins matrix per context from μ-sampled pairs: list of [F_c, F_c] counts N_ij = #(i beat j)."""
+    game = arrays.game
+    counts = rng.multinomial(n_pairs, arrays.rho)
+    ref = np.asarray(game.reference)
+    wins = []
+    for c in range(arrays.X):
+        lo, hi = int(game.final_starts[c]), int(game.final_starts[c + 1])
+        size = hi - lo
+        table = np.zeros((size, size))
+        n = int(counts[c])
+        if n:
+            finals = _k._sample_final_states(ref, arrays.starts, arrays.nxt, arrays.probs,
+                                             arrays.X, 2 * n, rng)[c] - arrays.n_dec - lo
+            first, second = finals[:n], finals[n:]
+            block = game.preference_matrix(c)
+            won = rng.random(n) < block[first, second]
+            np.add.at(table, (np.where(won, first, second), np.where(won, second, first)), 1.0)
+        wins.append(table)
+    return wins
+
+
+def _population_pairs(arrays):
+    """Expected wins under μ-sampled pairs: N_ij = d_μ(i) d_μ(j) P(i ≻ j | c)."""
+    game = arrays.game
+    reach = arrays.reach(np.asarray(game.reference))[arrays.n_dec :]
+    wins = []
+    for c in range(arrays.X):
+        lo, hi = int(game.final_starts[c]), int(game.final_starts[c + 1])
+        d = reach[lo:hi]
+        wins.append(d[:, None] * d[None, :] * game.preference_matrix(c))
+    return wins
+
+
+def _fit_bradley_terry(wins, l2):
+    """argmin_r −Σ_ij N_ij log σ(r_i − r_j) / ΣN + (l2/2)‖r‖²: Newton's method with backtracking
+    (the objective is strictly convex; Hessian = weighted graph Laplacian + l2·I)."""
+    total = max(float(wins.sum()), 1e-300)
+    W = wins / total
+
+    def loss(r):
+        d = r[:, None] - r[None, :]
+        return float(np.sum(W * np.logaddexp(0.0, -d))) + 0.5 * l2 * float(r @ r)
+
+    r = np.zeros(W.shape[0])
+    current = loss(r)
+    for _ in range(100):
+        d = r[:, None] - r[None, :]
+        sig = 0.5 * (1.0 + np.tanh(0.5 * d))  # σ(d_ij)
+        grad = -np.sum(W * (1.0 - sig), axis=1) + np.sum(W.T * sig, axis=1) + l2 * r
+        if np.max(np.abs(grad)) < 1e-13:
+            break
+        C = (W + W.T) * sig * (1.0 - sig)
+        hessian = np.diag(C.sum(axis=1) + l2) - C
+        step = np.linalg.solve(hessian, grad)
+        scale = 1.0
+        while scale > 1e-8:
+            candidate = r - scale * step
+            value = loss(candidate)
+            if value <= current:
+                break
+            scale *= 0.5
+        r, current = candidate, value
+    return r
+
+
+def multiturn_rlhf(game, alpha, *, n_pairs=None, seed=0, l2=1e-3):
+    """Multi-turn RLHF (MTPO §4, Theorem B.6 target): fit a Bradley–Terry reward r̂ on final states
+    from μ-sampled trajectory pairs (``n_pairs`` comparisons with Bernoulli labels; None = the
+    population limit with weights d_μ(x)d_μ(x')), then return the exact KL-regularized optimum of
+    E r̂ − α KL_p by soft backward induction. ``l2`` fixes the BT shift and keeps unseen states at 0.
+
+    Returns a SolverResult (single checkpoint); extras["reward"] = r̂ [F]."""
+    import time
+
+    arrays = _Arrays(game)
+    alpha = _alpha(alpha)
+    l2 = check_scalar("l2", l2, low=0.0, low_inclusive=False)
+    start = time.perf_counter()
+    if n_pairs is None:
+        wins = _population_pairs(arrays)
+    else:
+        wins = _sample_pairs(arrays, check_int("n_pairs", n_pairs, low=1), as_generator("seed", seed))
+    reward = np.concatenate([_fit_bradley_terry(w, l2) for w in wins])
+    policy, _ = soft_best_response(game, reward, alpha)
+    wall = time.perf_counter() - start
+    return _one_shot("multiturn_rlhf", game, policy, alpha,
+                     {"n_pairs": n_pairs, "seed": seed, "l2": l2}, {"reward": reward}, wall)
+
+
+def learned_preference_game(game, *, n_pairs, seed=0, prior=1.0):
+    """The game with its preference replaced by a tabular model learned from ``n_pairs`` μ-sampled
+    comparisons: P̂(i ≻ j) = (N_ij + prior/2)/(N_ij + N_ji + prior) (antisymmetric; ½ when unseen)."""
+    import dataclasses
+
+    arrays = _Arrays(game)
+    n_pairs = check_int("n_pairs", n_pairs, low=1)
+    prior = check_scalar("prior", prior, low=0.0, low_inclusive=False)
+    wins = _sample_pairs(arrays, n_pairs, as_generator("seed", seed))
+    blocks = []
+    for w in wins:
+        est = (w + prior / 2) / (w + w.T + prior)
+        np.fill_diagonal(est, 0.5)
+        blocks.append(est.ravel())
+    return dataclasses.replace(game, preference_values=np.concatenate(blocks),
+                               name=f"{game.name}+learned({n_pairs})")
+
+
+def _final_distributions(arrays, policy):
+    """D [N, F_c-padded] of final-state distributions from every state under ``policy`` (per
+    context local final ids; dense, for small games)."""
+    game = arrays.game
+    width = int(np.max(np.diff(game.final_starts)))
+    if arrays.N * width > 20_000_000:
+        raise ValueError(f"game is too large for turn-level signals ({arrays.N}×{width} table)")
+    D = np.zeros((arrays.N, width))
+    ctx = np.asarray(game.state_context)
+    finals = np.arange(arrays.n_dec, arrays.N)
+    D[finals, finals - arrays.n_dec - np.asarray(game.final_starts)[ctx[finals]]] = 1.0
+    for s in range(arrays.n_dec - 1, -1, -1):
+        for a in range(arrays.A):
+            k = s * arrays.A + a
+            lo, hi = arrays.starts[k], arrays.starts[k + 1]
+            D[s] += policy[s, a] * (arrays.probs[lo:hi] @ D[arrays.nxt[lo:hi]])
+    return D
+
+
+def _turn_level_game(game, signal, n_rollouts, rng):
+    """H = 1 game whose contexts are the decision states of ``game``; block s is the turn-level
+    preference T_s(a, b) = E_{x'~p(s,a), x''~p(s,b)} S(x', x'') for the signal S:
+    "immediate": P between the final states that the μ-greedy completion of x' and x'' reaches;
+    "continuation": P after continuing both branches with μ (exact, or ``n_rollouts`` MC samples)."""
+    from fixpoint_rl.envs.dialogue import DialogueGame
+
+    arrays = _Arrays(game)
+    ref = np.asarray(game.reference)
+    if signal == "immediate":
+        greedy = np.zeros_like(ref)
+        greedy[np.arange(arrays.n_dec), np.argmax(ref, axis=1)] = 1.0
+        # most likely transition of the greedy action: deterministic completion
+        D = np.zeros((arrays.N, int(np.max(np.diff(game.final_starts)))))
+        ctx = np.asarray(game.state_context)
+        finals = np.arange(arrays.n_dec, arrays.N)
+        D[finals, finals - arrays.n_dec - np.asarray(game.final_starts)[ctx[finals]]] = 1.0
+        for s in range(arrays.n_dec - 1, -1, -1):
+            k = s * arrays.A + int(np.argmax(ref[s]))
+            lo, hi = arrays.starts[k], arrays.starts[k + 1]
+            D[s] = D[arrays.nxt[lo + int(np.argmax(arrays.probs[lo:hi]))]]
+    else:
+        D = _final_distributions(arrays, ref)
+        if n_rollouts is not None:
+            # empirical distribution of n_rollouts μ-continuations from every state
+            D = np.array([rng.multinomial(n_rollouts, row / row.sum()) / n_rollouts for row in D])
+    A = arrays.A
+    blocks = []
+    for s in range(arrays.n_dec):
+        c = int(game.state_context[s])
+        P = game.preference_matrix(c)
+        size = P.shape[0]
+        rows = []
+        for a in range(A):
+            k = s * A + a
+            lo, hi = arrays.starts[k], arrays.starts[k + 1]
+            rows.append(arrays.probs[lo:hi] @ D[arrays.nxt[lo:hi], :size])
+        E = np.array(rows)  # [A, F_c] outcome distribution of each action
+        T = E @ P @ E.T
+        T = 0.5 * (T + 1.0 - T.T)  # exact antisymmetry (MC rows are not identical for a = b)
+        blocks.append(T.ravel())
+    n = arrays.n_dec
+    return DialogueGame(
+        context_probs=np.full(n, 1.0 / n), layer_starts=np.array([0, n, n + n * A]),
+        state_context=np.concatenate([np.arange(n), np.repeat(np.arange(n), A)]), num_actions=A,
+        reference=ref, transition_starts=np.arange(n * A + 1),
+        transition_next=n + np.arange(n * A), transition_probs=np.ones(n * A),
+        final_starts=np.arange(0, n * A + 1, A), preference_values=np.concatenate(blocks),
+        name=f"turn-level({signal})",
+    )
+
+
+def _single_turn(name, game, alpha, signal, n_pairs, n_rollouts, seed, solve):
+    import time
+
+    arrays = _Arrays(game)
+    alpha = _alpha(alpha)
+    signal = check_choice("signal", signal, ("immediate", "continuation"))
+    if n_rollouts is not None:
+        n_rollouts = check_int("n_rollouts", n_rollouts, low=1)
+    rng = as_generator("seed", seed)
+    start = time.perf_counter()
+    turn_game = _turn_level_game(game, signal, n_rollouts, rng)
+    policy = solve(turn_game, alpha, rng)
+    wall = time.perf_counter() - start
+    return _one_shot(name, arrays.game, np.ascontiguousarray(policy), alpha,
+                     {"signal": signal, "n_pairs": n_pairs, "n_rollouts": n_rollouts,
+                      "seed": seed if isinstance(seed, int) else repr(seed)},
+                     {"turn_level_game": turn_game}, wall)
+
+
+def single_turn_rlhf(game, alpha, *, signal="continuation", n_pairs=None, n_rollouts=None, seed=0):
+    """Single-turn RLHF: every decision state is a bandit whose preference is the turn-level
+    signal (``"immediate"``: next states judged by their μ-greedy completion; ``"continuation"``:
+    judged after μ-continuation of both branches, exact or ``n_rollouts`` MC samples). A BT reward
+    r̂(x, y) is fitted per state (from ``n_pairs`` μ-sampled comparisons per state, or the
+    population limit) and π(y|x) ∝ μ exp(r̂/α). Returns a SolverResult (single checkpoint)."""
+    if n_pairs is not None:
+        n_pairs = check_int("n_pairs", n_pairs, low=1)
+
+    def solve(turn_game, alpha, rng):
+        pairs = None if n_pairs is None else n_pairs * turn_game.num_contexts
+        return multiturn_rlhf(turn_game, alpha, n_pairs=pairs, seed=rng).final
+
+    return _single_turn("single_turn_rlhf", game, alpha, signal, n_pairs, n_rollouts, seed, solve)
+
+
+def single_turn_nash_md(game, alpha, *, signal="continuation", n_pairs=None, n_rollouts=None,
+                        seed=0):
+    """Single-turn Nash-MD: at every decision state, the α-regularized Nash equilibrium (the limit
+    of Nash-MD, NLHF Theorem 1) of the turn-level preference game (signals as in
+    :func:`single_turn_rlhf`; with ``n_pairs`` the tabular preference learned from that many
+    μ-sampled comparisons per state). Returns a SolverResult (single checkpoint)."""
+    if n_pairs is not None:
+        n_pairs = check_int("n_pairs", n_pairs, low=1)
+
+    def solve(turn_game, alpha, rng):
+        if n_pairs is not None:
+            turn_game = learned_preference_game(turn_game, n_pairs=n_pairs * turn_game.num_contexts,
+                                                seed=rng)
+        return multiturn_regularized_nash(turn_game, alpha)
+
+    return _single_turn("single_turn_nash_md", game, alpha, signal, n_pairs, n_rollouts, seed, solve)
