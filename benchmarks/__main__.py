@@ -104,7 +104,8 @@ def _run_entries(args: argparse.Namespace, registry: dict[str, Entry], kind: str
         return 2
     size = "quick" if args.quick else ("full" if getattr(args, "full", False) else "default")
     config = BenchConfig(size=size, seed=args.seed, progress=not args.no_progress)
-    console = Console()
+    # Off a terminal (CI logs, pipes) rich would wrap tables at 80 columns: give it room.
+    console = Console() if sys.stdout.isatty() else Console(width=220)
     names = args.names or list(registry)
     violated: list[str] = []
     for name in names:

@@ -16,25 +16,11 @@ import numpy as np
 import pandas as pd
 
 from ._runner import BenchConfig
+from .llm_bandits import bandit_row as _row
 
 EXACT_KL = 1e-10  # closed-form optima reached by Newton / exact gradients (float64 rounding ≈ 1e-16)
 LINK_TOL = {"hinge": 1e-6}  # backtracking subgradient steps stop at the kink to ~1e-6
 LINK_TOL_SMOOTH = 1e-9
-
-
-def _row(algorithm, problem, metric, value, claim=None, bound=None, holds=None, iterations=None,
-         wall_s=None):
-    return {
-        "algorithm": algorithm,
-        "problem": problem,
-        "metric": metric,
-        "value": float(value),
-        "claim": claim,
-        "bound": None if bound is None else float(bound),
-        "holds": None if holds is None else bool(holds),
-        "iterations": iterations,
-        "wall_s": wall_s,
-    }
 
 
 def _gpo_rows(config: BenchConfig) -> list[dict]:

@@ -14,24 +14,11 @@ import numpy as np
 import pandas as pd
 
 from ._runner import BenchConfig
+from .llm_bandits import bandit_row as _row
 
 CONSISTENCY_KL = 1e-10  # the convergence threshold for AGRO (KL(π‖π*) < 1e-10)
 STALL_KL = 1e-5  # the naive off-policy PG is claimed to stall: KL(π‖π*) stays above this
 # (over seeds 0–14 its final KL ranges from 6e-5 to 6e-3 while AGRO reaches ~1e-16)
-
-
-def _row(algorithm, problem, metric, value, claim=None, bound=None, holds=None, iterations=None, wall_s=None):
-    return {
-        "algorithm": algorithm,
-        "problem": problem,
-        "metric": metric,
-        "value": float(value),
-        "claim": claim,
-        "bound": None if bound is None else float(bound),
-        "holds": None if holds is None else bool(holds),
-        "iterations": iterations,
-        "wall_s": wall_s,
-    }
 
 
 def _agro_rows(config: BenchConfig) -> list[dict]:

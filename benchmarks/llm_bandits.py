@@ -13,6 +13,22 @@ import pandas as pd
 from ._runner import BenchConfig
 
 
+def bandit_row(algorithm, problem, metric, value, claim=None, bound=None, holds=None,
+               iterations=None, wall_s=None) -> dict:
+    """One row of the llm-bandits table (shared by both parts, so their columns line up)."""
+    return {
+        "algorithm": algorithm,
+        "problem": problem,
+        "metric": metric,
+        "value": float(value),
+        "claim": claim,
+        "bound": None if bound is None else float(bound),
+        "holds": None if holds is None else bool(holds),
+        "iterations": iterations,
+        "wall_s": wall_s,
+    }
+
+
 def run(config: BenchConfig) -> pd.DataFrame:
     from ._llm_bandits_offline import rows as offline_rows
     from ._llm_bandits_rl import rows as rl_rows

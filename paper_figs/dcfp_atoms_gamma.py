@@ -4,7 +4,6 @@ m and the discount γ, under the global support [0, 1/(1−γ)] and the environm
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 from _common import color, figure_main
 

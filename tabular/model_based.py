@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
-from typing import Any
 
 import numpy as np
 import scipy.linalg
@@ -424,8 +422,3 @@ def sample_stochastic_cdf_bellman(
     horizon = _horizon(gamma, float(atoms[-1] - atoms[0]), truncation_tol)
     return _k._stochastic_cdf_samples(_cum_rows(P), R, gamma, atoms, horizon, n, rng)
 
-
-def _timed(fn, *args, **kwargs) -> tuple[Any, float]:
-    start = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - start
