@@ -136,11 +136,13 @@ def _format_cell(value: Any) -> str:
 
 def format_table(table: pd.DataFrame, title: str):
     """A rich Table of the rows (floats to 4 significant digits, claims as yes/NO/–)."""
+    from rich.markup import escape
     from rich.table import Table
 
     rich_table = Table(title=title, title_justify="left", show_lines=False)
     for column in table.columns:
-        rich_table.add_column(str(column), overflow="fold")
+        rich_table.add_column(escape(str(column)), overflow="fold")
     for row in table.itertuples(index=False):
-        rich_table.add_row(*(_format_cell(value) for value in row))
+        # escape: labels such as "nash_md[n=16]" are data, not rich markup
+        rich_table.add_row(*(escape(_format_cell(value)) for value in row))
     return rich_table

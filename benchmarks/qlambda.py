@@ -33,9 +33,9 @@ GAMMA = 0.9
 
 
 def run(config: BenchConfig) -> pd.DataFrame:
-    lams = config.pick([0.0, 0.9], [0.0, 0.5, 0.9, 1.0], [0.0, 0.25, 0.5, 0.75, 0.9, 1.0])
-    mixes = config.pick([0.3], [0.1, 0.5], [0.05, 0.1, 0.3, 0.5, 0.8])
-    n_mdps = config.pick(1, 1, 3)
+    lams = config.pick([0.0, 0.9], [0.0, 0.25, 0.5, 0.75, 0.9, 1.0], [0.0, 0.25, 0.5, 0.75, 0.9, 1.0])
+    mixes = config.pick([0.3], [0.02, 0.1, 0.5], [0.02, 0.05, 0.1, 0.3, 0.5, 0.8])
+    n_mdps = config.pick(1, 2, 3)
     S, A, M = config.pick((4, 2, 21), (5, 3, 31), (10, 3, 51))
     probes = config.pick(1, 2, 4)
     support = CategoricalSupport(0.0, 1.0 / (1.0 - GAMMA), M)

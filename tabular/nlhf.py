@@ -269,8 +269,11 @@ def _run(
         record(done)
     metrics = {key: np.asarray(value) for key, value in columns.items()}
     if method in (_k.NASH_MD, _k.SELF_PLAY_MD, _k.ONLINE_MD, _k.NASH_MP):
-        # η_t is the step taken from checkpoint t to t+1 (NaN at the last checkpoint)
-        metrics["eta"] = np.append(etas, np.nan)[metrics["iteration"]]
+        # η_t is the step taken from checkpoint t to t+1; at t = T it is the step the schedule
+        # would take next (2/(τ(T+2)) for the theorem schedule, the constant η otherwise).
+        theorem = config.get("schedule") == "theorem"
+        next_eta = 2.0 / (tau * (iterations + 2)) if theorem else etas[-1]
+        metrics["eta"] = np.append(etas, next_eta)[metrics["iteration"]]
     extras = {"reference_solution": _shape_out(target, contextual)}
     if method == _k.FICTITIOUS_PLAY:
         extras["average"] = _shape_out(avg, contextual)
