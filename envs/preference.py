@@ -90,7 +90,7 @@ class PreferenceGame:
             raise ValueError(f"pref must have at least one context, got shape {pref.shape}")
         if np.any(pref < 0.0) or np.any(pref > 1.0):
             raise ValueError(
-                f"pref entries must lie in [0, 1], got range [{pref.min()!r}, {pref.max()!r}]"
+                f"pref entries must lie in [0, 1], got range [{float(pref.min())!r}, {float(pref.max())!r}]"
             )
         sym_error = float(np.max(np.abs(pref + np.swapaxes(pref, -1, -2) - 1.0)))
         if sym_error > ANTISYMMETRY_TOLERANCE:

@@ -26,7 +26,9 @@ import scipy.linalg
 import scipy.sparse
 import scipy.sparse.linalg
 
-from fixpoint_rl.envs.checks import as_float_array, as_generator, check_choice, check_int, check_scalar
+from fixpoint_rl.envs.checks import (
+    as_float_array, as_generator, check_choice, check_distribution, check_int, check_scalar,
+)
 from fixpoint_rl.envs.mdp import MarkovRewardProcess, TabularMDP
 
 from ._jit import Stopwatch
@@ -235,7 +237,7 @@ def categorical_dp(
         probs0 = np.zeros((S, m))
         probs0[:, 0] = 1.0
     else:
-        probs0 = as_float_array("init", init, shape=(S, m))
+        probs0 = check_distribution("init", init, shape=(S, m))
     every = max(1, its // 200)
     clock = Stopwatch()
     clock.compile(_k._cdp_run, P, R, gamma, atoms, probs0, its, t, every)

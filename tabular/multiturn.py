@@ -14,6 +14,10 @@ the layout of a :class:`~fixpoint_rl.envs.dialogue.DialogueGame` is in its modul
 * :func:`mtpo` — eq. (2): π_{t+1} ∝ μ^{αη_t} π_t^{1−αη_t} exp(η_t Q^{π_t,π_t}_α).
 * :func:`mtpo_tau` — multi-turn Nash-MD: π^α_t ∝ π_t^{1−η_tα} μ^{η_tα},
   π_{t+1} ∝ π^α_t exp(η_t Q^{π^α_t,π^α_t}_α).
+  Both run exact, with ``n_samples`` opponent final states per context, or with
+  ``sampling="paired_trajectories"`` (the paper's estimator: one trajectory pair and one Bernoulli
+  preference per context and iteration; ``values="exact" | "monte_carlo"``, see
+  ``_paired_q_estimate``; a plain numpy loop over contexts, meant for small games).
 * :func:`multiturn_regularized_nash` — the oracle π*_α: Anderson-accelerated damped soft
   best-response iteration π ← π^{1−λ}·BR_α(π)^λ (BR_α(π) ∝ μ exp(Q*_π/α) with the *soft-optimal*
   continuation values, not MTPO's on-policy Q), certified by exploitability ≤ ``tol``.
@@ -57,6 +61,11 @@ __all__ = [
 ]
 
 SCHEDULES = ("theorem", "constant")
+SAMPLINGS = ("opponent_final_states", "paired_trajectories")
+VALUE_ESTIMATES = ("exact", "monte_carlo")
+# constant c of the paired estimators (the game value ½): Q̂ = c + (signal − c)/(importance weight)
+# is unbiased for any c; c = ½ centres the Bernoulli outcome and cuts the variance
+PAIRED_BASELINE = 0.5
 PARALLEL_PAIRS = 100_000
 
 
@@ -404,12 +413,103 @@ def _etas(alpha, iterations, eta, schedule, variant):
     return np.full(iterations, eta)
 
 
+def _sample_path(arrays, policy, context, rng):
+    """One trajectory of ``policy`` from x_1 of ``context``: (states [H], actions [H], final state).
+    Per step: one uniform for the action (inverse CDF of π(·|x_h)), one for the transition."""
+    states, actions = [], []
+    s, A = int(context), arrays.A
+    while s < arrays.n_dec:
+        a = min(int(np.searchsorted(np.cumsum(policy[s]), rng.random(), side="right")), A - 1)
+        k = s * A + a
+        lo, hi = int(arrays.starts[k]), int(arrays.starts[k + 1])
+        e = min(int(np.searchsorted(np.cumsum(arrays.probs[lo:hi]), rng.random(), side="right")),
+                hi - lo - 1)
+        states.append(s)
+        actions.append(a)
+        s = int(arrays.nxt[lo + e])
+    return states, actions, s
+
+
+def _paired_draws(arrays, policy, rng):
+    """Per context c (in order): agent trajectory τ ~ π, opponent trajectory τ' ~ π (same policy:
+    self-play), one outcome b ~ Bernoulli(P(x_{H+1} ≻ x'_{H+1} | c)).
+    Returns a list of (states, actions, final, opponent_final, b)."""
+    draws = []
+    for c in range(arrays.X):
+        states, actions, final = _sample_path(arrays, policy, c, rng)
+        _, _, opponent = _sample_path(arrays, policy, c, rng)
+        outcome = float(rng.random() < arrays.game.preference(final, opponent))
+        draws.append((states, actions, final, opponent, outcome))
+    return draws
+
+
+def _paired_q_estimate(arrays, policy, alpha, estimator, draws, reach):
+    """Unbiased estimate Q̂ [N_dec, A] of Q^{π,π}_α from one paired draw per context.
+
+    ``reach`` [N]: exact reach probabilities d_π(x | c) of ``policy``; c0 = PAIRED_BASELINE = ½.
+
+    * ``"exact"``: terminal values V̂(x) = c0 + 1[x = x_{H+1}]·(b − c0)/d_π(x_{H+1}|c) for the
+      final states x of context c (importance-weighted Bernoulli outcome; E V̂(x) = P(x ≻ π)), then
+      EXACT backward induction through the known p, π and μ: Q̂(x, y) = Σ p V̂(x') − α KL(π‖μ)[x],
+      V̂(x) = Σ π Q̂. Every state–action pair of the context gets a (generally nonzero) update.
+    * ``"monte_carlo"``: only the visited pairs (x_h, y_h) of τ carry signal:
+      Q̂(x_h, y_h) = c0 + (G_h − c0)/(d_π(x_h|c) π(y_h|x_h)) with the sampled return
+      G_h = b − α Σ_{h' ≥ h} KL(π‖μ)[x_{h'}] (exact per-state KL along τ); all other pairs get
+      Q̂ = c0, a per-state constant that leaves the mirror step's direction unchanged.
+
+    Both satisfy E Q̂(x, y) = Q^{π,π}_α(x, y) exactly for every pair at a reachable state
+    (d_π(x|c) > 0; linearity of the backward recursion, resp. E[1[(x,y) visited] G_h] =
+    d_π(x) π(y|x) Q(x, y)); tested by enumeration. States the dynamics never reach keep Q̂ = ½
+    (resp. ½ − α KL) and are irrelevant to every trajectory.
+    """
+    if estimator == "exact":
+        values = np.zeros(arrays.N)
+        values[arrays.n_dec :] = PAIRED_BASELINE
+        for _, _, final, _, outcome in draws:
+            values[final] += (outcome - PAIRED_BASELINE) / reach[final]
+        q, _, _ = arrays.backward(policy, alpha, values)
+        return q
+    q = np.full((arrays.n_dec, arrays.A), PAIRED_BASELINE)
+    log_ratio = np.log(policy) - arrays.log_ref
+    state_kl = np.sum(policy * log_ratio, axis=1)
+    for states, actions, _, _, outcome in draws:
+        ret = outcome
+        for s, a in zip(states[::-1], actions[::-1]):
+            ret -= alpha * state_kl[s]
+            q[s, a] = PAIRED_BASELINE + (ret - PAIRED_BASELINE) / (reach[s] * policy[s, a])
+    return q
+
+
+def _md_update(arrays, pi, evaluated, q, alpha, eta, variant):
+    """MTPO: log π' ∝ αη log μ + (1 − αη) log π + η Q̂; MTPO-τ: log π' ∝ log π^α_t + η Q̂.
+
+    Probabilities are floored at the smallest normal float64 (≈2.2e-308): the exact iterate keeps
+    full support, and the floor only replaces float underflow (large importance-weighted Q̂ at
+    small α), which would otherwise freeze an action at 0 and make log π = −∞."""
+    if variant == "mtpo":
+        logits = alpha * eta * arrays.log_ref + (1.0 - alpha * eta) * np.log(pi) + eta * q
+    else:
+        logits = np.log(evaluated) + eta * q
+    policy = np.exp(np.maximum(_log_normalize(logits), np.log(np.finfo(np.float64).tiny)))
+    return policy / policy.sum(axis=1, keepdims=True)
+
+
 def _run(name, variant, game, alpha, iterations, eta, schedule, n_samples, seed, init,
-         checkpoints, checkpoint_every, reference_solution):
+         checkpoints, checkpoint_every, reference_solution, sampling="opponent_final_states",
+         values_estimate="exact"):
     arrays = _Arrays(game)
     alpha = _alpha(alpha)
     iterations = check_int("iterations", iterations, low=1)
     etas = _etas(alpha, iterations, eta, schedule, variant)
+    sampling = check_choice("sampling", sampling, SAMPLINGS)
+    values_estimate = check_choice("values", values_estimate, VALUE_ESTIMATES)
+    paired = sampling == "paired_trajectories"
+    if paired and n_samples is not None:
+        raise ValueError(f"n_samples must be None with sampling='paired_trajectories' "
+                         f"(one pair per context), got {n_samples!r}")
+    if not paired and values_estimate != "exact":
+        raise ValueError(f"values must be 'exact' unless sampling='paired_trajectories', "
+                         f"got {values_estimate!r}")
     samples = 0 if n_samples is None else check_int("n_samples", n_samples, low=1)
     rng = as_generator("seed", seed)
     points = _checkpoint_list(iterations, checkpoints, checkpoint_every)
@@ -469,6 +569,13 @@ def _run(name, variant, game, alpha, iterations, eta, schedule, n_samples, seed,
                     evaluated = mix
                 else:
                     evaluated = pi
+                if paired:
+                    reach = _k._forward_reach(evaluated, arrays.starts, arrays.nxt, arrays.probs,
+                                              arrays.N, arrays.X)
+                    draws = _paired_draws(arrays, evaluated, rng)
+                    q = _paired_q_estimate(arrays, evaluated, alpha, values_estimate, draws, reach)
+                    pi = _md_update(arrays, pi, evaluated, q, alpha, eta_t, variant)
+                    continue
                 if samples:
                     opponents = _k._sample_final_states(evaluated, arrays.starts, arrays.nxt,
                                                         arrays.probs, arrays.X, samples, rng)
@@ -499,14 +606,15 @@ def _run(name, variant, game, alpha, iterations, eta, schedule, n_samples, seed,
         wall_time_s=clock.wall_s,
         compile_time_s=clock.compile_s,
         config={"solver": name, "game": game.name, "alpha": alpha, "iterations": iterations,
-                "eta": eta, "schedule": schedule, "n_samples": n_samples,
-                "seed": seed if isinstance(seed, int) else repr(seed)},
+                "eta": eta, "schedule": schedule, "n_samples": n_samples, "sampling": sampling,
+                "values": values_estimate, "seed": seed if isinstance(seed, int) else repr(seed)},
         extras={"reference_solution": target},
     )
 
 
 def mtpo(game, alpha, iterations, eta=None, schedule="theorem", *, n_samples=None, seed=0,
-         init=None, checkpoints=40, checkpoint_every=None, reference_solution=None):
+         init=None, checkpoints=40, checkpoint_every=None, reference_solution=None,
+         sampling="opponent_final_states", values="exact"):
     """MTPO (eq. 2): π_{t+1}(y|x) ∝ μ^{αη_t} π_t^{1−αη_t} exp(η_t Q^{π_t,π_t}_α(x, y)), π_0 = μ.
 
     Args:
@@ -518,8 +626,19 @@ def mtpo(game, alpha, iterations, eta=None, schedule="theorem", *, n_samples=Non
       n_samples: None for exact values; n ≥ 1 for the sampled version: each iteration draws n
         opponent trajectories per context from π_t and one Bernoulli preference per (final state,
         opponent) pair; the rest of the values are exact backward induction on those terminal
-        values (unbiased for Q^{π_t,π_t}).
-      seed: int or Generator (sampled version).
+        values (unbiased for Q^{π_t,π_t}). Only with sampling="opponent_final_states".
+      sampling: "opponent_final_states" (default: exact, or the n_samples version above) or
+        "paired_trajectories" (the paper's estimator): per iteration and context, ONE trajectory
+        τ ~ π_t and ONE opponent trajectory τ' ~ π_t (both from the mixture π^α_t for MTPO-τ),
+        ONE Bernoulli outcome b ~ P(x_{H+1} ≻ x'_{H+1} | c); the update uses an unbiased Q̂ with
+        E Q̂ = Q^{π_t,π_t}_α (importance weights use the exact reach probabilities of π_t).
+      values: with "paired_trajectories" only: "exact" (terminal value = the importance-weighted
+        outcome ½ + 1[x = x_{H+1}](b − ½)/d_{π_t}(x_{H+1}), then exact backward induction through
+        p, π_t, μ: all pairs updated) or "monte_carlo" (Q̂(x_h, y_h) = ½ + (G_h − ½)/(d(x_h)π(y_h|x_h))
+        with the sampled return G_h = b − α Σ_{h'≥h} KL(π_t‖μ)[x_{h'}]: only the visited pairs
+        of τ get an update; REINFORCE-style tabular MD). See ``_paired_q_estimate``. Variance grows
+        like 1/(d π) of rare pairs, so these modes need many iterations on all but tiny games.
+      seed: int or Generator (sampled versions).
       init: initial policy (default μ), full support.
       checkpoints / checkpoint_every: ~log-spaced count, or every n iterations.
       reference_solution: π*_α if already computed (else :func:`multiturn_regularized_nash`).
@@ -529,17 +648,18 @@ def mtpo(game, alpha, iterations, eta=None, schedule="theorem", *, n_samples=Non
       eta (η_t, the step taken from checkpoint t).
     """
     return _run("mtpo", "mtpo", game, alpha, iterations, eta, schedule, n_samples, seed, init,
-                checkpoints, checkpoint_every, reference_solution)
+                checkpoints, checkpoint_every, reference_solution, sampling, values)
 
 
 def mtpo_tau(game, alpha, iterations, eta=None, schedule="theorem", *, n_samples=None, seed=0,
-             init=None, checkpoints=40, checkpoint_every=None, reference_solution=None):
+             init=None, checkpoints=40, checkpoint_every=None, reference_solution=None,
+             sampling="opponent_final_states", values="exact"):
     """MTPO-τ (multi-turn Nash-MD): π^α_t ∝ π_t^{1−η_tα} μ^{η_tα};
     π_{t+1} ∝ π^α_t exp(η_t Q^{π^α_t,π^α_t}_α). Theorem B.2: KL_p(π*‖π^α_t) ≤ 9HQ²/(α²(t+1)).
     Arguments as :func:`mtpo` (samples are drawn from the mixture). Extra metric kl_mixture
     (KL_p(π*_α‖π^α_t), NaN at the last checkpoint)."""
     return _run("mtpo_tau", "mtpo_tau", game, alpha, iterations, eta, schedule, n_samples, seed,
-                init, checkpoints, checkpoint_every, reference_solution)
+                init, checkpoints, checkpoint_every, reference_solution, sampling, values)
 
 
 # --------------------------------------------------------------------------------------------

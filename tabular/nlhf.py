@@ -34,6 +34,7 @@ from fixpoint_rl.envs.checks import (
     check_scalar,
     describe,
 )
+from fixpoint_rl.envs.preference import PreferenceGame
 from fixpoint_rl.tabular._jit import Stopwatch
 from fixpoint_rl.tabular._kernels import nlhf as _k
 from fixpoint_rl.tabular.core.mirror import (
@@ -73,6 +74,7 @@ def _step_inputs(pi, ref, pref, eta, tau):
     ref = check_distribution("ref", ref, shape=pi.shape, full_support=True)
     k = pi.shape[-1]
     pref = as_float_array("pref", pref, shape=(*pi.shape[:-1], k, k))
+    PreferenceGame(pref, ref)  # validates pref: entries in [0, 1], pref + prefᵀ = 1, diagonal ½
     tau = check_scalar("tau", tau, low=0.0, low_inclusive=False)
     eta = check_scalar("eta", eta, low=0.0, low_inclusive=False)
     return pi, ref, pref, eta, tau

@@ -31,6 +31,7 @@ from ..envs.checks import (
     as_float_array,
     as_generator,
     check_choice,
+    check_distribution,
     check_int,
     check_scalar,
 )
@@ -165,8 +166,8 @@ def trace_coefficients(pi, mu, lam: float, trace: str) -> np.ndarray:
     n_step (sampled targets only): the uncorrected n-step target Π_C(G_{0:n−1} + γ^n z)_# η(x_n, π),
     which is not a member of the c-family; its table entry (1) is unused.
     """
-    pi = as_float_array("pi", pi, ndim=2)
-    mu = as_float_array("mu", mu, shape=pi.shape)
+    pi = check_distribution("pi", pi, ndim=2)
+    mu = check_distribution("mu", mu, shape=pi.shape)
     lam = _check_lambda(lam)
     trace = check_choice("trace", trace, SAMPLED_TRACES)
     if trace == "q_lambda":

@@ -310,3 +310,14 @@ def test_environment_support_covers_sampled_returns():
         assert returns.min() >= atoms[0] - 1e-6 and returns.max() <= atoms[-1] + 1e-6
         g = global_support(mrp, 5)
         assert g[0] <= atoms[0] + 1e-9 and atoms[-1] <= g[-1] + 1e-9
+
+
+def test_categorical_dp_rejects_an_init_that_is_not_a_distribution():
+    # audit follow-up: rows summing to M used to pass straight through the iteration
+    from fixpoint_rl.envs import two_state
+    from fixpoint_rl.tabular import CategoricalSupport, categorical_dp
+
+    mrp = two_state()
+    support = CategoricalSupport(0.0, 10.0, 11)
+    with pytest.raises(ValueError, match="init must sum to 1"):
+        categorical_dp(mrp, support, iterations=3, init=np.ones((2, 11)))

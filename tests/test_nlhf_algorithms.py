@@ -440,3 +440,15 @@ def test_checkpoints_and_result_fields():
     assert every.config["solver"] == "nash_md" and every.config["seed"] == 0
     assert every.wall_time_s >= 0 and every.compile_time_s >= 0
     np.testing.assert_allclose(every.extras["reference_solution"], regularized_nash_equilibrium(game, 0.1))
+
+
+def test_single_steps_validate_the_preference_matrix():
+    # audit follow-up: the step functions take raw arrays, so they must validate pref themselves
+    from fixpoint_rl.tabular.nlhf import nash_md_step, self_play_md_step
+
+    uniform = np.ones(3) / 3
+    for step in (nash_md_step, self_play_md_step):
+        with pytest.raises(ValueError, match="pref"):
+            step(uniform, uniform, np.full((3, 3), 2.0), 1.0, 0.1)
+        with pytest.raises(ValueError, match="pref"):
+            step(uniform, uniform, np.full((3, 3), 0.2), 1.0, 0.1)

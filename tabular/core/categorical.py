@@ -107,6 +107,32 @@ class CategoricalSupport:
         return out
 
 
+def _checked(name: str, x, *, last_dim: int | None = None):
+    """Validate an array argument on any array-API backend: ≥ 1 dimension, finite entries, and
+    (optionally) a given last dimension. Python lists and scalars become float64 numpy arrays.
+    Raises ``ValueError`` naming the argument (bad input never turns into a silent NaN)."""
+    try:
+        array_namespace(x)
+    except TypeError:
+        x = as_float_array(name, x)
+    xp = array_namespace(x)
+    if x.ndim == 0:
+        raise ValueError(f"{name} must have at least 1 dimension, got a scalar")
+    if not bool(xp.all(xp.isfinite(x))):
+        raise ValueError(f"{name} must be finite (no NaN or inf)")
+    if last_dim is not None and x.shape[-1] != last_dim:
+        raise ValueError(f"{name} must have last dimension {last_dim}, got shape {tuple(x.shape)}")
+    return x
+
+
+def _same_shape(name_a: str, a, name_b: str, b) -> None:
+    if tuple(a.shape) != tuple(b.shape):
+        raise ValueError(
+            f"{name_a} and {name_b} must have the same shape, got {tuple(a.shape)} and "
+            f"{tuple(b.shape)}"
+        )
+
+
 def _check_support(support) -> CategoricalSupport:
     if not isinstance(support, CategoricalSupport):
         raise ValueError(f"support must be a CategoricalSupport, got {type(support).__name__}")
@@ -119,6 +145,7 @@ def projection_matrix(atoms_src, support: CategoricalSupport):
     Π_C(Σ_j w_j δ_{y_j}) = Σ_j w_j H[j, :]. Each row sums to 1 (mass preservation).
     """
     support = _check_support(support)
+    atoms_src = _checked("atoms_src", atoms_src)
     xp = array_namespace(atoms_src)
     z = support.atoms_like(atoms_src)
     y = xp.clip(atoms_src, support.v_min, support.v_max)
@@ -142,6 +169,9 @@ def categorical_projection(atoms_src, mass, support: CategoricalSupport):
       mass [..., M]. Total mass is preserved exactly; the mean is preserved when every y_j lies
       in [v_min, v_max]; atoms on the grid (including both ends) are reproduced exactly.
     """
+    atoms_src = _checked("atoms_src", atoms_src)
+    mass = _checked("mass", mass)
+    _same_shape("atoms_src", atoms_src, "mass", mass)
     xp = array_namespace(atoms_src, mass)
     H = projection_matrix(atoms_src, support)  # [..., N, M]
     return xp.sum(H * mass[..., :, None], axis=-2)
@@ -158,22 +188,28 @@ def pushforward(atoms, reward, gamma):
     Returns:
       [..., M] new atom locations r + γ z (pair them with the same mass, then project).
     """
+    atoms = _checked("atoms", atoms)
     xp = array_namespace(atoms)
-    gamma = check_scalar("gamma", gamma, low=0.0)
+    gamma = check_scalar("gamma", gamma, low=0.0, high=1.0)
     if isinstance(reward, (int, float)):
+        check_scalar("reward", reward)
         return reward + gamma * atoms
     reward = xp.asarray(reward, dtype=atoms.dtype)
+    if not bool(xp.all(xp.isfinite(reward))):
+        raise ValueError("reward must be finite (no NaN or inf)")
     return reward[..., None] + gamma * atoms
 
 
 def to_cdf(mass):
     """CDF coordinates F_i = Σ_{k≤i} mass_k along the last axis: [..., M] → [..., M]."""
+    mass = _checked("mass", mass)
     xp = array_namespace(mass)
     return xp.cumulative_sum(mass, axis=-1)
 
 
 def from_cdf(cdf):
     """Inverse of :func:`to_cdf`: mass_0 = F_0, mass_i = F_i − F_{i−1}. [..., M] → [..., M]."""
+    cdf = _checked("cdf", cdf)
     xp = array_namespace(cdf)
     first = cdf[..., :1]
     return xp.concat([first, cdf[..., 1:] - cdf[..., :-1]], axis=-1)
@@ -182,6 +218,7 @@ def from_cdf(cdf):
 def distribution_mean(mass, support: CategoricalSupport):
     """Σ_i mass_i z_i, shape [..., M] → [...] (the mean when the total mass is 1)."""
     support = _check_support(support)
+    mass = _checked("mass", mass, last_dim=support.m)
     xp = array_namespace(mass)
     return xp.sum(mass * support.atoms_like(mass), axis=-1)
 
@@ -221,6 +258,12 @@ def cramer_distance(mass_p, mass_q, support=None, *, atoms_p=None, atoms_q=None,
     Returns:
       [...] distances.
     """
+    mass_p = _checked("mass_p", mass_p, last_dim=None if support is None else _check_support(support).m)
+    mass_q = _checked("mass_q", mass_q, last_dim=None if support is None else support.m)
+    if atoms_p is not None:
+        atoms_p = _checked("atoms_p", atoms_p)
+    if atoms_q is not None:
+        atoms_q = _checked("atoms_q", atoms_q)
     xp = array_namespace(mass_p, mass_q)
     if support is not None:
         if atoms_p is not None or atoms_q is not None:
@@ -245,6 +288,12 @@ def wasserstein1(mass_p, mass_q, support=None, *, atoms_p=None, atoms_q=None):
     Returns:
       [...] distances.
     """
+    mass_p = _checked("mass_p", mass_p, last_dim=None if support is None else _check_support(support).m)
+    mass_q = _checked("mass_q", mass_q, last_dim=None if support is None else support.m)
+    if atoms_p is not None:
+        atoms_p = _checked("atoms_p", atoms_p)
+    if atoms_q is not None:
+        atoms_q = _checked("atoms_q", atoms_q)
     xp = array_namespace(mass_p, mass_q)
     if support is not None:
         if atoms_p is not None or atoms_q is not None:

@@ -17,7 +17,8 @@ def loglog_slope(x, y, *, floor: float = 0.0, min_points: int = 3) -> float:
     approximation floor) are excluded, since they carry no rate information.
 
     Args:
-      x: [C] positive abscissae (iterations, sample sizes).
+      x: [C] non-negative abscissae (iterations, sample sizes); x = 0 points are excluded,
+        negative x is a ValueError.
       y: [C] errors.
       floor: only points with y > floor are fitted.
       min_points: return NaN when fewer points remain (no rate can be claimed).
@@ -27,7 +28,9 @@ def loglog_slope(x, y, *, floor: float = 0.0, min_points: int = 3) -> float:
     """
     xs = as_float_array("x", x, ndim=1)
     ys = as_float_array("y", y, ndim=1, shape=(xs.shape[0],))
-    keep = (ys > floor) & (xs > 0)
+    if np.any(xs < 0):
+        raise ValueError(f"x must be non-negative, got minimum {float(xs.min())!r}")
+    keep = (ys > floor) & (xs > 0)  # x = 0 (e.g. iteration 0) has no logarithm: excluded
     if int(keep.sum()) < min_points:
         return float("nan")
     slope, _ = np.polyfit(np.log(xs[keep]), np.log(ys[keep]), 1)
