@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from fixpoint_rl.envs.checks import (
+    as_float_array,
     as_generator,
     check_choice,
     check_distribution,
@@ -207,7 +208,6 @@ def soft_best_response(game, terminal_values, alpha):
     """
     arrays = _Arrays(game)
     alpha = _alpha(alpha)
-    from fixpoint_rl.envs.checks import as_float_array
 
     r = as_float_array("terminal_values", terminal_values, shape=(arrays.N - arrays.n_dec,))
     values = np.zeros(arrays.N)
@@ -383,10 +383,11 @@ def mtpo_theorem_bound(game, alpha, t, variant="mtpo"):
     arrays = _Arrays(game)
     alpha = _alpha(alpha)
     variant = check_choice("variant", variant, ("mtpo", "mtpo_tau"))
+    t = as_float_array("t", t, ndim=(0, 1), nonnegative=True)
     H = arrays.game.horizon
     qmax = max(4 * alpha * H * np.log(1.0 / float(np.min(arrays.game.reference))), 1.0)
     constant = 32.0 if variant == "mtpo" else 9.0
-    return constant * H * qmax**2 / (alpha**2 * (np.asarray(t, dtype=np.float64) + 1.0))
+    return constant * H * qmax**2 / (alpha**2 * (t + 1.0))
 
 
 def _checkpoint_list(iterations, checkpoints, checkpoint_every):
@@ -696,6 +697,7 @@ def reward_rl(game, alpha, reward=None):
         if game.final_reward is None:
             raise ValueError("reward must be given for a game without final_reward, got None")
         reward = game.final_reward
+    reward = as_float_array("reward", reward, shape=(arrays.N - arrays.n_dec,))
     start = time.perf_counter()
     policy, values = soft_best_response(game, reward, alpha)
     wall = time.perf_counter() - start

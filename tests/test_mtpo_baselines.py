@@ -120,3 +120,15 @@ def test_single_turn_baselines_at_h1_equal_multiturn_methods():
 def test_baseline_invalid_inputs(call):
     with pytest.raises(ValueError):
         call(car_dealer(horizon=2))
+
+
+def test_reward_and_bound_arguments_are_validated_by_name():
+    # audit follow-up: errors name the caller's argument
+    from fixpoint_rl.envs.dialogue import car_dealer
+    from fixpoint_rl.tabular import mtpo_theorem_bound, reward_rl
+
+    game = car_dealer(seed=0)
+    with pytest.raises(ValueError, match="reward must have shape"):
+        reward_rl(game, 0.1, reward=np.ones(3))
+    with pytest.raises(ValueError, match="t must be non-negative"):
+        mtpo_theorem_bound(game, 0.1, -5)
