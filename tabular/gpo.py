@@ -70,15 +70,15 @@ def _check_ref(ref):
     return check_distribution("ref", ref, ndim=2, full_support=True)
 
 
-def _check_pref(pref, shape=None):
-    pref = as_float_array("pref", pref, ndim=3, shape=shape)
+def _check_pref(pref, shape=None, name="pref"):
+    pref = as_float_array(name, pref, ndim=3, shape=shape)
     if pref.shape[1] != pref.shape[2]:
-        raise ValueError(f"pref must have shape [X, K, K], got shape {pref.shape}")
+        raise ValueError(f"{name} must have shape [X, K, K], got shape {pref.shape}")
     if np.any(pref < 0) or np.any(pref > 1):
-        raise ValueError("pref must have entries in [0, 1]")
+        raise ValueError(f"{name} must have entries in [0, 1]")
     worst = float(np.max(np.abs(pref + np.swapaxes(pref, 1, 2) - 1.0)))
     if worst > _PREF_ATOL:
-        raise ValueError(f"pref must satisfy pref + prefᵀ = 1, got deviation {worst:.3g}")
+        raise ValueError(f"{name} must satisfy {name} + {name}ᵀ = 1, got deviation {worst:.3g}")
     return pref
 
 

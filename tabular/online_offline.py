@@ -222,7 +222,7 @@ def _common(ref, beta, kind, steps, batch_size, learning_rate, num_checkpoints, 
     learning_rate = check_scalar("learning_rate", learning_rate, low=0.0, low_inclusive=False)
     num_checkpoints = check_int("num_checkpoints", num_checkpoints, low=2)
     shape3 = (ref.shape[0], ref.shape[1], ref.shape[1])
-    golden = None if golden_pref is None else _check_pref(golden_pref, shape=shape3)
+    golden = None if golden_pref is None else _check_pref(golden_pref, shape=shape3, name="golden_pref")
     nu = _context_probs(context_probs, ref.shape[0])
     marks = np.unique(np.linspace(0, steps, num_checkpoints).astype(int))
     return ref, beta, kind, steps, batch_size, learning_rate, golden, nu, marks
@@ -265,7 +265,9 @@ def online_gpo(
     ref, beta, kind, steps, batch_size, learning_rate, golden, nu, marks = _common(
         ref, beta, kind, steps, batch_size, learning_rate, num_checkpoints, golden_pref,
         context_probs)
-    label_pref = _check_pref(label_pref, shape=(ref.shape[0], ref.shape[1], ref.shape[1]))
+    label_pref = _check_pref(
+        label_pref, shape=(ref.shape[0], ref.shape[1], ref.shape[1]), name="label_pref"
+    )
     if not isinstance(exact, bool):
         raise ValueError(f"exact must be a bool, got {exact!r}")
     rng = as_generator("seed", seed)
@@ -432,7 +434,7 @@ def kl_win_rate_frontier(
       DataFrame with columns method, beta, kl_to_ref, win_rate (golden, against π_ref).
     """
     ref = _check_ref(ref)
-    golden = _check_pref(golden_pref, shape=(ref.shape[0], ref.shape[1], ref.shape[1]))
+    golden = _check_pref(golden_pref, shape=(ref.shape[0], ref.shape[1], ref.shape[1]), name="golden_pref")
     betas = as_float_array("betas", betas, ndim=1)
     if betas.size == 0 or np.any(betas <= 0):
         raise ValueError(f"betas must be a non-empty array of positive numbers, got {betas!r}")
