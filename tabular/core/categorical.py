@@ -243,6 +243,28 @@ def _merged_cdf_gaps(atoms_p, mass_p, atoms_q, mass_q):
     return diff_cdf[..., :-1], x_sorted[..., 1:] - x_sorted[..., :-1]
 
 
+def _cdf_difference(mass_p, mass_q, support, atoms_p, atoms_q):
+    """Validated F_p − F_q on each interval between consecutive atoms, and the interval widths.
+
+    On a grid (``support``): ([..., M−1] differences, the scalar Δ). Between arbitrary discrete
+    measures (``atoms_p``, ``atoms_q``): ([..., N+K−1] differences, [..., N+K−1] gaps) over the
+    merged sorted support. Both distances below are integrals of a function of this difference.
+    """
+    if support is not None:
+        if atoms_p is not None or atoms_q is not None:
+            raise ValueError("pass either support or atoms_p/atoms_q, not both")
+        support = _check_support(support)
+        mass_p = _checked("mass_p", mass_p, last_dim=support.m)
+        mass_q = _checked("mass_q", mass_q, last_dim=support.m)
+        return to_cdf(mass_p - mass_q)[..., :-1], support.delta
+    if atoms_p is None or atoms_q is None:
+        raise ValueError("atoms_p and atoms_q are required when support is None")
+    return _merged_cdf_gaps(
+        _checked("atoms_p", atoms_p), _checked("mass_p", mass_p),
+        _checked("atoms_q", atoms_q), _checked("mass_q", mass_q),
+    )
+
+
 def cramer_distance(mass_p, mass_q, support=None, *, atoms_p=None, atoms_q=None, squared=False):
     """Cramér (ℓ2) distance ℓ2(p, q) = (∫ (F_p − F_q)²)^{1/2} between equal-mass (signed) measures.
 
@@ -258,24 +280,12 @@ def cramer_distance(mass_p, mass_q, support=None, *, atoms_p=None, atoms_q=None,
     Returns:
       [...] distances.
     """
-    mass_p = _checked("mass_p", mass_p, last_dim=None if support is None else _check_support(support).m)
-    mass_q = _checked("mass_q", mass_q, last_dim=None if support is None else support.m)
-    if atoms_p is not None:
-        atoms_p = _checked("atoms_p", atoms_p)
-    if atoms_q is not None:
-        atoms_q = _checked("atoms_q", atoms_q)
-    xp = array_namespace(mass_p, mass_q)
+    diff, width = _cdf_difference(mass_p, mass_q, support, atoms_p, atoms_q)
+    xp = array_namespace(diff)
     if support is not None:
-        if atoms_p is not None or atoms_q is not None:
-            raise ValueError("pass either support or atoms_p/atoms_q, not both")
-        support = _check_support(support)
-        diff = to_cdf(mass_p - mass_q)[..., :-1]
-        sq = support.delta * xp.sum(diff * diff, axis=-1)
+        sq = width * xp.sum(diff * diff, axis=-1)
     else:
-        if atoms_p is None or atoms_q is None:
-            raise ValueError("atoms_p and atoms_q are required when support is None")
-        diff, gaps = _merged_cdf_gaps(atoms_p, mass_p, atoms_q, mass_q)
-        sq = xp.sum(diff * diff * gaps, axis=-1)
+        sq = xp.sum(diff * diff * width, axis=-1)
     return sq if squared else xp.sqrt(xp.clip(sq, 0.0, None))
 
 
@@ -288,21 +298,8 @@ def wasserstein1(mass_p, mass_q, support=None, *, atoms_p=None, atoms_q=None):
     Returns:
       [...] distances.
     """
-    mass_p = _checked("mass_p", mass_p, last_dim=None if support is None else _check_support(support).m)
-    mass_q = _checked("mass_q", mass_q, last_dim=None if support is None else support.m)
-    if atoms_p is not None:
-        atoms_p = _checked("atoms_p", atoms_p)
-    if atoms_q is not None:
-        atoms_q = _checked("atoms_q", atoms_q)
-    xp = array_namespace(mass_p, mass_q)
+    diff, width = _cdf_difference(mass_p, mass_q, support, atoms_p, atoms_q)
+    xp = array_namespace(diff)
     if support is not None:
-        if atoms_p is not None or atoms_q is not None:
-            raise ValueError("pass either support or atoms_p/atoms_q, not both")
-        support = _check_support(support)
-        diff = to_cdf(mass_p - mass_q)[..., :-1]
-        return support.delta * xp.sum(xp.abs(diff), axis=-1)
-    if atoms_p is None or atoms_q is None:
-        raise ValueError("atoms_p and atoms_q are required when support is None")
-    diff, gaps = _merged_cdf_gaps(atoms_p, mass_p, atoms_q, mass_q)
-    return xp.sum(xp.abs(diff) * gaps, axis=-1)
-
+        return width * xp.sum(xp.abs(diff), axis=-1)
+    return xp.sum(xp.abs(diff) * width, axis=-1)
