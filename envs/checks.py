@@ -22,6 +22,7 @@ __all__ = [
     "as_generator",
     "check_choice",
     "check_distribution",
+    "check_indices",
     "check_int",
     "check_scalar",
     "describe",
@@ -169,6 +170,37 @@ def check_int(name: str, value: Any, *, low: int | None = None, high: int | None
     if high is not None and number > high:
         raise ValueError(f"{name} must be ≤ {high}, got {number}")
     return number
+
+
+def check_indices(
+    name: str, value: Any, *, upper: int, min_size: int = 1, shape: Sequence[int] | None = None
+) -> np.ndarray:
+    """Validate a 1-D integer array of indices in [0, upper) (e.g. sampled responses or actions).
+
+    Args:
+      upper: number of valid indices (K responses, C chains of thought, ...).
+      min_size: least number of entries (e.g. 2 for leave-one-out baselines).
+      shape: exact shape required instead of 1-D with ``min_size`` entries.
+
+    Returns:
+      The indices as an int64 array.
+    """
+    array = np.asarray(value)
+    wrong_shape = array.shape != tuple(shape) if shape is not None else (
+        array.ndim != 1 or array.size < min_size
+    )
+    if (
+        wrong_shape
+        or not np.issubdtype(array.dtype, np.integer)
+        or array.min() < 0
+        or array.max() >= upper
+    ):
+        want = f"shape {tuple(shape)}" if shape is not None else f"≥ {min_size} entries"
+        raise ValueError(
+            f"{name} must be a 1-D integer array ({want}) of indices in [0, {upper - 1}], "
+            f"got {describe(value)}"
+        )
+    return array.astype(np.int64)
 
 
 def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:

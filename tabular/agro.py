@@ -29,6 +29,7 @@ from ..envs.checks import (
     as_generator,
     check_choice,
     check_distribution,
+    check_indices,
     check_int,
     check_scalar,
 )
@@ -60,14 +61,7 @@ def _check_problem(logits, reward, ref, beta):
 
 
 def _check_samples(samples, num_responses, low=1):
-    array = np.asarray(samples)
-    if array.ndim != 1 or array.size < low or not np.issubdtype(array.dtype, np.integer):
-        raise ValueError(
-            f"samples must be a 1-D integer array of at least {low} response indices, got {samples!r}"
-        )
-    if array.min() < 0 or array.max() >= num_responses:
-        raise ValueError(f"samples must lie in [0, {num_responses - 1}], got {samples!r}")
-    return array.astype(np.int64)
+    return check_indices("samples", samples, upper=num_responses, min_size=low)
 
 
 def _score(probs, samples):

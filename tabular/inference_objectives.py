@@ -38,6 +38,7 @@ from ..envs.checks import (
     as_generator,
     check_choice,
     check_distribution,
+    check_indices,
     check_int,
     check_scalar,
 )
@@ -174,18 +175,7 @@ def k_sample_gradient(
     logits = as_float_array("logits", logits, ndim=1)
     response_reward = as_float_array("response_reward", response_reward, shape=logits.shape)
     objective = check_choice("objective", objective, OBJECTIVES)
-    samples_array = np.asarray(samples)
-    if (
-        samples_array.ndim != 1
-        or samples_array.size < 1
-        or not np.issubdtype(samples_array.dtype, np.integer)
-        or samples_array.min() < 0
-        or samples_array.max() >= logits.shape[0]
-    ):
-        raise ValueError(
-            f"samples must be a 1-D integer array of indices in [0, {logits.shape[0] - 1}], "
-            f"got {samples!r}"
-        )
+    samples_array = check_indices("samples", samples, upper=logits.shape[0])
     answers = None
     if objective == "majority_vote":
         if response_answer is None:

@@ -35,6 +35,7 @@ from ..envs.checks import (
     as_generator,
     check_choice,
     check_distribution,
+    check_indices,
     check_int,
     check_scalar,
 )
@@ -129,18 +130,7 @@ def jepo_gradient(cot_logits, answer_logits, target, samples, *, bound="single")
     """
     cot_logits, answer_logits, target = _check_model(cot_logits, answer_logits, target)
     bound = check_choice("bound", bound, BOUNDS)
-    samples_array = np.asarray(samples)
-    if (
-        samples_array.ndim != 1
-        or samples_array.size < 1
-        or not np.issubdtype(samples_array.dtype, np.integer)
-        or samples_array.min() < 0
-        or samples_array.max() >= cot_logits.shape[0]
-    ):
-        raise ValueError(
-            f"samples must be a 1-D integer array of CoT indices in [0, {cot_logits.shape[0] - 1}], "
-            f"got {samples!r}"
-        )
+    samples_array = check_indices("samples", samples, upper=cot_logits.shape[0])
     return _estimate(softmax(cot_logits), softmax(answer_logits), target, samples_array, bound)
 
 
@@ -212,18 +202,7 @@ def rl_gradient(cot_logits, answer_logits, target, cots, answers=None):
       (gradient for φ [C], gradient for ψ [C, A]), both unbiased for ∇π(a*).
     """
     cot_logits, answer_logits, target = _check_model(cot_logits, answer_logits, target)
-    cots = np.asarray(cots)
-    if (
-        cots.ndim != 1
-        or cots.size < 2
-        or not np.issubdtype(cots.dtype, np.integer)
-        or cots.min() < 0
-        or cots.max() >= cot_logits.shape[0]
-    ):
-        raise ValueError(
-            f"cots must be a 1-D integer array of ≥ 2 CoT indices in [0, {cot_logits.shape[0] - 1}], "
-            f"got {cots!r}"
-        )
+    cots = check_indices("cots", cots, upper=cot_logits.shape[0], min_size=2)
     q, answer_probs = softmax(cot_logits), softmax(answer_logits)
     n = cots.shape[0]
     cot_score = np.eye(q.shape[0])[cots] - q
@@ -234,17 +213,7 @@ def rl_gradient(cot_logits, answer_logits, target, cots, answers=None):
         score = _answer_score(answer_probs, target)[cots]
         np.add.at(answer_gradient, cots, likelihood[:, None] * score / n)
         return (advantages @ cot_score) / n, answer_gradient
-    answers = np.asarray(answers)
-    if (
-        answers.shape != cots.shape
-        or not np.issubdtype(answers.dtype, np.integer)
-        or answers.min() < 0
-        or answers.max() >= answer_logits.shape[1]
-    ):
-        raise ValueError(
-            f"answers must be {n} integer answer indices in [0, {answer_logits.shape[1] - 1}], "
-            f"got {answers!r}"
-        )
+    answers = check_indices("answers", answers, upper=answer_logits.shape[1], shape=cots.shape)
     rewards = (answers == target).astype(np.float64)
     advantages = rewards - (rewards.sum() - rewards) / (n - 1)
     score = np.eye(answer_probs.shape[1])[answers] - answer_probs[cots]

@@ -344,3 +344,17 @@ def test_bench_table_shows_bracketed_labels_verbatim():
     console = Console(width=200, record=True)
     console.print(format_table(pd.DataFrame({"algorithm": ["nash_md[n=16]"], "holds": [True]}), "t"))
     assert "nash_md[n=16]" in console.export_text()
+
+
+def test_check_indices_names_the_argument_and_range():
+    from fixpoint_rl.envs.checks import check_indices
+
+    np.testing.assert_array_equal(check_indices("samples", [0, 2, 1], upper=3), [0, 2, 1])
+    with pytest.raises(ValueError, match=r"samples must be .* indices in \[0, 2\]"):
+        check_indices("samples", [0, 3], upper=3)
+    with pytest.raises(ValueError, match="cots must be"):
+        check_indices("cots", [1], upper=3, min_size=2)
+    with pytest.raises(ValueError, match="answers must be"):
+        check_indices("answers", [0.5, 1.0], upper=3)
+    with pytest.raises(ValueError, match=r"answers must be .*shape \(3,\)"):
+        check_indices("answers", [0, 1], upper=3, shape=(3,))
