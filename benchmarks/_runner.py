@@ -66,58 +66,18 @@ class BenchConfig:
         yield from track(items, description=description, total=total, transient=True)
 
 
-def _git_sha() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
+from fixpoint_rl.tabular.core.records import atomic_write_files, dumps_header, jsonable, provenance
 
-
-def provenance() -> dict[str, Any]:
-    """Versions, git commit and platform, for the JSON header of every output."""
-    versions = {}
-    for package in ("fixpoint-rl", "numpy", "scipy", "numba", "pandas", "torch", "gymnasium"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    return {
-        "versions": versions,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "git_sha": _git_sha(),
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    return value
+_jsonable = jsonable
 
 
 def write_outputs(out_dir: Path, name: str, table: pd.DataFrame, header: dict[str, Any]) -> list[Path]:
     """Write ``<name>.csv`` (the rows) and ``<name>.json`` (provenance, seed, config, summary)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out_dir / f"{name}.csv"
     json_path = out_dir / f"{name}.json"
-    table.to_csv(csv_path, index=False)
-    json_path.write_text(json.dumps(_jsonable({**provenance(), **header}), indent=2) + "\n")
+    # both files are staged and renamed together: a CSV never appears without its header
+    atomic_write_files({csv_path: table.to_csv(index=False),
+                        json_path: dumps_header({**provenance(), **header})})
     return [csv_path, json_path]
 
 
