@@ -9,14 +9,23 @@ Importing this module registers (idempotently):
 * ``fixpoint/DialogueGame-v0`` — any :class:`DialogueGame` (``gymnasium.make(...,
   game=my_game)``; default: ``random_layered_game()``).
 
-gymnasium 1.x has no plugin entry points, so either import this module first::
+* ``fixpoint/MinAtar-<Game>-v1`` for Asterix, Breakout, Freeway, Seaquest, SpaceInvaders —
+  :class:`fixpoint_rl.envs.gym_minatar.MinAtarEnv` (keyword arguments: ``sticky_action_prob``,
+  ``difficulty_ramping``, ``full_action_space``).
 
-    import fixpoint_rl.envs.registration  # noqa: F401
+gymnasium 1.x has no plugin entry points and ``gymnasium.register_envs(module)`` is a no-op
+marker, so registration happens on import. ``import fixpoint_rl.envs`` arranges it without
+importing gymnasium itself: if gymnasium is already imported this module is imported at once,
+otherwise a one-shot import hook imports it right after gymnasium finishes importing
+(``fixpoint_rl.envs._gym_hook``). So the documented pattern works in either import order::
+
+    import gymnasium
+    import fixpoint_rl.envs
+    gymnasium.register_envs(fixpoint_rl.envs)
     env = gymnasium.make("fixpoint/CarDealer-v0")
 
-or use the module-prefix syntax, which imports it for you::
-
-    env = gymnasium.make("fixpoint_rl.envs.registration:fixpoint/CarDealer-v0")
+Importing this module directly, or the module-prefix syntax
+``gymnasium.make("fixpoint_rl.envs.registration:fixpoint/CarDealer-v0")``, also works.
 
 Observation: the global state id (``Discrete(N)``; it encodes context, turn and dialogue history,
 see the dialogue module's layout). Action: ``Discrete(A)``. Episodes last exactly H steps; reward
@@ -32,9 +41,10 @@ from gymnasium import spaces
 
 from .dialogue import DialogueGame, car_dealer, education_dialogue, random_layered_game
 
-__all__ = ["DialogueEnv", "EducationDialogueEnv", "CarDealerEnv", "register_all", "ENV_IDS"]
-
-ENV_IDS = ("fixpoint/EducationDialogue-v0", "fixpoint/CarDealer-v0", "fixpoint/DialogueGame-v0")
+__all__ = [
+    "DialogueEnv", "EducationDialogueEnv", "CarDealerEnv", "register_all", "ENV_IDS",
+    "MINATAR_ENV_IDS",
+]
 
 
 class DialogueEnv(gymnasium.Env):
@@ -105,16 +115,33 @@ class CarDealerEnv(DialogueEnv):
         super().__init__(car_dealer(**kwargs), render_mode=render_mode)
 
 
+#: MinAtar games (``fixpoint_rl.envs.gym_minatar``; the engine is imported on ``make`` only)
+MINATAR_GAMES = ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders")
+MINATAR_ENV_IDS = tuple(f"fixpoint/MinAtar-{game}-v1" for game in MINATAR_GAMES)
+
+
 def register_all() -> None:
-    """Register the three ids (idempotent: an id already in the registry is left alone)."""
+    """Register every ``fixpoint/…`` id (idempotent: an id already registered is left alone).
+
+    Entry points are strings, so registering imports neither MinAtar nor the dialogue solvers.
+    """
     entries = {
-        "fixpoint/EducationDialogue-v0": "fixpoint_rl.envs.registration:EducationDialogueEnv",
-        "fixpoint/CarDealer-v0": "fixpoint_rl.envs.registration:CarDealerEnv",
-        "fixpoint/DialogueGame-v0": "fixpoint_rl.envs.registration:DialogueEnv",
+        "fixpoint/EducationDialogue-v0": ("fixpoint_rl.envs.registration:EducationDialogueEnv", {}),
+        "fixpoint/CarDealer-v0": ("fixpoint_rl.envs.registration:CarDealerEnv", {}),
+        "fixpoint/DialogueGame-v0": ("fixpoint_rl.envs.registration:DialogueEnv", {}),
     }
-    for env_id, entry_point in entries.items():
+    for game, env_id in zip(MINATAR_GAMES, MINATAR_ENV_IDS):
+        entries[env_id] = ("fixpoint_rl.envs.gym_minatar:MinAtarEnv", {"game": game})
+    for env_id, (entry_point, kwargs) in entries.items():
         if env_id not in gymnasium.registry:
-            gymnasium.register(id=env_id, entry_point=entry_point, disable_env_checker=False)
+            gymnasium.register(
+                id=env_id, entry_point=entry_point, kwargs=kwargs, disable_env_checker=False
+            )
 
 
 register_all()
+
+ENV_IDS = (
+    "fixpoint/EducationDialogue-v0", "fixpoint/CarDealer-v0", "fixpoint/DialogueGame-v0",
+    *MINATAR_ENV_IDS,
+)
