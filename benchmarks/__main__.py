@@ -1,24 +1,28 @@
 """``fixpoint``: the command-line entry point.
 
-  fixpoint bench [NAME ...] [--quick | --full] [--seed N] [--out DIR]
+  fixpoint bench [NAME ...] [--quick | --full] [--seed N] [--out DIR] [--format F] [--wide]
       Convergence benchmarks: run each solver family on its problems, compare with exact answers,
-      fit rates and check the papers' bounds. Exit status 1 if a claimed bound is violated.
-  fixpoint perf [NAME ...] [--quick] [--seed N] [--out DIR]
+      fit rates and check the papers' bounds. Prints a summary line per family and overall.
+  fixpoint perf [NAME ...] [--quick] [--seed N] [--out DIR] [--format F] [--wide]
       Performance scripts: throughput of each hot path and its ratio to a baseline measured in
-      the same run (plain numpy, the BLAS floor).
+      the same run (plain numpy, the BLAS floor); a missed goal is a failed claim.
+
+Exit status: 0 every claim holds, 1 some claim failed (``holds`` False), 2 bad arguments (checked
+before any work, ``--out`` included), 130 interrupted by Ctrl-C (no partial files).
   fixpoint list
       The registered benchmarks and performance scripts.
+  fixpoint train ALGORITHM [--preset P] [--set KEY=VALUE ...] [--seed N] [--out DIR] [--resume]
+      Train a deep algorithm: checkpointed, resumable after a kill, torchrun-ready; with
+      --seeds/--grid a sweep on a local process pool or a Ray cluster (fixpoint train --list).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Sequence
-from pathlib import Path
 
-from .registry import BENCHMARKS, PERF, Entry, load
+from .registry import BENCHMARKS, PERF, Entry
 
 __all__ = ["main"]
 
@@ -44,8 +48,19 @@ def _add_common(parser: argparse.ArgumentParser, registry: dict[str, Entry], all
     if allow_full:
         size.add_argument("--full", action="store_true", help="the full study (minutes to hours)")
     parser.add_argument("--seed", type=int, default=0, help="base random seed (default 0)")
+    kind = "bench" if allow_full else "perf"
     parser.add_argument(
-        "--out", type=Path, default=None, help="write <name>.csv rows and a <name>.json header here"
+        "--out", type=str, default=None, metavar="DIR",
+        help=f"write {kind}-<name>.csv (rows) and {kind}-<name>.json (versions, seed, configuration, "
+        "summary) into DIR, created if missing; checked before any work",
+    )
+    parser.add_argument(
+        "--format", choices=("table", "csv", "json"), default="table",
+        help="stdout: tables fitted to the terminal (default), or every row as CSV / JSON "
+        "(summary lines then go to stderr)",
+    )
+    parser.add_argument(
+        "--wide", action="store_true", help="table format: show every column, however wide"
     )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
@@ -77,66 +92,35 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(perf, PERF, allow_full=False)
 
     sub.add_parser("list", help="list the registered benchmarks and performance scripts")
+    from .train import add_train_parser  # `fixpoint train` (deep training; torch imported lazily)
+
+    add_train_parser(sub)
     return parser
 
 
-def _is_false(value) -> bool:
-    """True only for a boolean False (None / NaN mean "no claim on this row")."""
-    import numpy as np
-
-    return isinstance(value, (bool, np.bool_)) and not bool(value)
-
-
 def _run_entries(args: argparse.Namespace, registry: dict[str, Entry], kind: str) -> int:
-    from rich.console import Console
+    from ._runner import run_entries
 
-    from ._runner import BenchConfig, format_table, write_outputs
-
-    unknown = [name for name in args.names if name not in registry]
-    if unknown:
-        print(
-            f"fixpoint {kind}: unknown name(s) {unknown}; choose from {list(registry)}",
-            file=sys.stderr,
-        )
-        return 2
-    if args.seed < 0:
-        print(f"fixpoint {kind}: --seed must be non-negative, got {args.seed}", file=sys.stderr)
-        return 2
-    size = "quick" if args.quick else ("full" if getattr(args, "full", False) else "default")
-    config = BenchConfig(size=size, seed=args.seed, progress=not args.no_progress)
-    # Off a terminal (CI logs, pipes) rich would wrap tables at 80 columns: give it room.
-    console = Console() if sys.stdout.isatty() else Console(width=220)
-    names = args.names or list(registry)
-    violated: list[str] = []
-    for name in names:
-        entry = registry[name]
-        run = load(entry)
-        start = time.perf_counter()
-        table = run(config)
-        elapsed = time.perf_counter() - start
-        console.print(format_table(table, f"fixpoint {kind} {name}  ({entry.description}; "
-                                           f"size={size}, seed={args.seed}, {elapsed:.1f} s)"))
-        if kind == "bench" and "holds" in table.columns:
-            failed = table[table["holds"].map(_is_false)]
-            for row in failed.itertuples(index=False):
-                violated.append(f"{name}: {row.algorithm} on {row.problem}")
-        if args.out is not None:
-            header = {"benchmark": name, "kind": kind, "size": size, "seed": args.seed,
-                      "description": entry.description, "elapsed_s": elapsed,
-                      "rows": int(len(table))}
-            for path in write_outputs(args.out, f"{kind}-{name}", table, header):
-                console.print(f"wrote {path}")
-    if violated:
-        console.print(f"[bold red]{len(violated)} claimed bound(s) violated:[/]")
-        for line in violated:
-            console.print(f"  {line}")
-        return 1
-    return 0
+    return run_entries(args, registry, kind)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        # one line, no traceback; output files are written atomically, so none is partial
+        print(f"fixpoint {args.command}: interrupted (Ctrl-C); no partial output files were left",
+              file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "train":
+        from .train import run_train
+
+        return run_train(args)
     if args.command == "list":
         for title, registry in (("bench", BENCHMARKS), ("perf", PERF)):
             print(f"fixpoint {title}:")

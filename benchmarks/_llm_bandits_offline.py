@@ -1,5 +1,5 @@
 """Offline half of ``fixpoint bench llm-bandits``: GPO losses and the online–offline gap
-(notes preference.md §3, §4, §10.3).
+(Tang et al. 2024, arXiv 2402.05749; Tang et al. 2024, arXiv 2405.08448).
 
 Each row: ``algorithm``, ``problem``, ``metric`` and its ``value``, the ``claim`` checked against
 ``bound`` (``holds`` True/False; None for reported-only rows), ``iterations`` and ``wall_s``.

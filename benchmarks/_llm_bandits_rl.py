@@ -1,5 +1,5 @@
 """RL half of ``fixpoint bench llm-bandits``: AGRO, inference-time objectives (pass@k, majority vote)
-and JEPO on softmax bandits (notes preference.md §5–§7, §10.4–§10.6).
+and JEPO on softmax bandits (Tang et al. 2025, arXiv 2503.19612; Tang, Zheng, Synnaeve & Munos 2025, arXiv 2503.19595; Tang et al. 2025, arXiv 2503.19618).
 
 Each row: ``algorithm``, ``problem``, ``metric`` and its ``value``, the ``claim`` checked against
 ``bound`` (``holds`` True/False; None for reported-only rows), ``iterations`` and ``wall_s``.
@@ -130,7 +130,7 @@ def _inference_rows(config: BenchConfig) -> list[dict]:
             objective_value(result.final[x], reward[x], "majority_vote", 4, answers[x]) for x in range(reward.shape[0])
         ]))
         finals[name] = (result.last("pass_at_1"), result.last("pass_at_16"), result.wall_time_s, majority)
-    # the trade-off (notes §6.3 "Findings"): mean-PG wins pass@1 against pass@16-PG, which wins pass@16
+    # the trade-off (Tang, Zheng, Synnaeve & Munos 2025, arXiv 2503.19595): mean-PG wins pass@1 against pass@16-PG, which wins pass@16
     mean_pass1, mean_pass16 = finals["mean_pg"][0], finals["mean_pg"][1]
     wide_pass1, wide_pass16 = finals["pass@16_pg"][0], finals["pass@16_pg"][1]
     for name, (pass1, pass16, wall, majority) in finals.items():

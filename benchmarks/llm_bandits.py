@@ -12,18 +12,26 @@ import pandas as pd
 
 from ._runner import BenchConfig
 
+DISPLAY_COLUMNS = ("value", "bound", "metric", "iterations", "wall_s")
+
 
 def bandit_row(algorithm, problem, metric, value, claim=None, bound=None, holds=None,
                iterations=None, wall_s=None) -> dict:
-    """One row of the llm-bandits table (shared by both parts, so their columns line up)."""
+    """One row of the llm-bandits table (shared by both parts, so their columns line up).
+
+    ``claim`` may be relative to the metric (``"< bound"``): it is then prefixed with the metric's
+    name (``"kl_to_optimum < bound"``), so that the claim reads on its own.
+    """
+    if claim is not None and not str(claim).startswith(str(metric)):
+        claim = f"{metric} {claim}" if str(claim)[:1] in "<>=≤≥" else f"{metric}: {claim}"
     return {
         "algorithm": algorithm,
         "problem": problem,
+        "claim": claim,
+        "holds": None if holds is None else bool(holds),
         "metric": metric,
         "value": float(value),
-        "claim": claim,
         "bound": None if bound is None else float(bound),
-        "holds": None if holds is None else bool(holds),
         "iterations": iterations,
         "wall_s": wall_s,
     }

@@ -2,8 +2,9 @@
 
 Specifications (``PreferenceGame``, ``DialogueGame``, ``TabularMDP``, ``MarkovRewardProcess``) are
 frozen dataclasses validated at construction. They import numpy only, so every layer can use them.
-gymnasium environments live in ``fixpoint_rl.envs.registration`` (imported on demand): importing
-``fixpoint_rl.envs`` never imports gymnasium.
+gymnasium environments live in ``fixpoint_rl.envs.registration`` and ``envs/gym_*.py``: importing
+``fixpoint_rl.envs`` never imports gymnasium, yet the ``fixpoint/…`` ids are registered as soon as
+gymnasium is imported (before or after; ``_gym_hook``).
 
 Names are re-exported lazily (PEP 562) from the modules listed in ``_EXPORTS``.
 """
@@ -52,6 +53,13 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = sorted(_EXPORTS)
+
+
+# gymnasium ids ``fixpoint/…``: registered as soon as gymnasium is (or becomes) imported, without
+# importing it here (see ``_gym_hook``); ``gymnasium.register_envs(fixpoint_rl.envs)`` then works.
+from . import _gym_hook  # noqa: E402
+
+_gym_hook.install()
 
 
 def __getattr__(name: str) -> Any:

@@ -20,12 +20,15 @@ import numpy as np
 __all__ = [
     "as_float_array",
     "as_generator",
+    "check_bool",
     "check_choice",
     "check_distribution",
     "check_indices",
     "check_int",
     "check_scalar",
+    "check_size_budget",
     "describe",
+    "reject_complex",
 ]
 
 # Tolerance for "sums to one": float64 sums of up to ~10^6 terms carry rounding error far below
@@ -34,14 +37,24 @@ SUM_TOLERANCE = 1e-9
 
 
 def describe(value: Any, limit: int = 120) -> str:
-    """A short, readable description of ``value`` for error messages."""
+    """A short, one-line, readable description of ``value`` for error messages.
+
+    Numbers print plainly (``0.0``, not ``np.float64(0.0)``); small arrays print on one line
+    (``[[1.0, 2.0], [3.0, 4.0]]``), larger ones by shape and dtype; never a multi-line dump.
+    """
+    if isinstance(value, np.generic) and not isinstance(value, (np.str_, np.bytes_, np.void)):
+        value = value.item()  # numpy scalar → the Python number it holds
     if isinstance(value, np.ndarray):
-        if value.size <= 8:
-            text = np.array2string(value, precision=6, separator=", ")
+        if value.size <= 8 and value.dtype.kind in "biufc":
+            text = np.array2string(value, precision=6, separator=", ", max_line_width=10**6)
+            text = " ".join(text.split())  # one line, single spaces
         else:
             text = f"array(shape={value.shape}, dtype={value.dtype})"
+    elif isinstance(value, float):
+        text = repr(value)
     else:
         text = repr(value)
+        text = " ".join(text.split()) if "\n" in text else text
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -68,6 +81,7 @@ def as_float_array(
     """
     if isinstance(value, (str, bytes)) or value is None:
         raise ValueError(f"{name} must be an array of numbers, got {describe(value)}")
+    reject_complex(name, value)
     try:
         array = np.array(value, dtype=np.float64, copy=True if copy else None, order="C")
     except (TypeError, ValueError) as error:
@@ -88,7 +102,7 @@ def as_float_array(
     if finite and not np.all(np.isfinite(array)):
         raise ValueError(f"{name} must be finite (no NaN or inf), got {describe(array)}")
     if nonnegative and np.any(array < 0):
-        raise ValueError(f"{name} must be non-negative, got minimum {array.min()!r}")
+        raise ValueError(f"{name} must be non-negative, got minimum {describe(array.min())}")
     if not array.flags.c_contiguous:
         array = np.ascontiguousarray(array)
     return array
@@ -117,7 +131,7 @@ def check_distribution(
     if array.ndim == 0 or array.shape[-1] == 0:
         raise ValueError(f"{name} must be a non-empty distribution, got shape {array.shape}")
     if np.any(array < 0):
-        raise ValueError(f"{name} must be non-negative, got minimum {array.min()!r}")
+        raise ValueError(f"{name} must be non-negative, got minimum {describe(array.min())}")
     totals = array.sum(axis=-1)
     worst = float(np.max(np.abs(totals - 1.0)))
     if worst > atol:
@@ -126,7 +140,7 @@ def check_distribution(
         )
     if full_support and np.any(array <= 0):
         raise ValueError(
-            f"{name} must have full support (every entry > 0), got minimum {array.min()!r}"
+            f"{name} must have full support (every entry > 0), got minimum {describe(array.min())}"
         )
     return array
 
@@ -149,15 +163,89 @@ def check_scalar(
         raise ValueError(f"{name} must be finite, got {number!r}")
     if low is not None and (number < low or (not low_inclusive and number == low)):
         bracket = "[" if low_inclusive else "("
-        upper = "inf" if high is None else repr(high)
+        upper = "inf" if high is None else describe(high)
         close = "]" if (high is not None and high_inclusive) else ")"
-        raise ValueError(f"{name} must lie in {bracket}{low!r}, {upper}{close}, got {number!r}")
+        raise ValueError(
+            f"{name} must lie in {bracket}{describe(low)}, {upper}{close}, got {number!r}"
+        )
     if high is not None and (number > high or (not high_inclusive and number == high)):
         bracket = "[" if low_inclusive else "("
-        lower = "-inf" if low is None else repr(low)
+        lower = "-inf" if low is None else describe(low)
         close = "]" if high_inclusive else ")"
-        raise ValueError(f"{name} must lie in {bracket}{lower}, {high!r}{close}, got {number!r}")
+        raise ValueError(
+            f"{name} must lie in {bracket}{lower}, {describe(high)}{close}, got {number!r}"
+        )
     return number
+
+
+def reject_complex(name: str, value: Any) -> None:
+    """Raise ``ValueError`` naming ``name`` if ``value`` holds complex numbers.
+
+    numpy would otherwise drop the imaginary part with only a ``ComplexWarning`` when converting
+    to float64 (or the array-API helpers would silently return complex output).
+    """
+    if isinstance(value, (complex, np.complexfloating)) or (
+        not isinstance(value, (str, bytes, numbers.Real)) and _holds_complex(value)
+    ):
+        raise ValueError(f"{name} must be real, got complex values {describe(value)}")
+
+
+def _holds_complex(value: Any) -> bool:
+    if isinstance(value, np.ndarray):
+        return np.iscomplexobj(value)
+    if hasattr(value, "dtype"):  # torch tensors and other array-likes
+        return "complex" in str(value.dtype)
+    if isinstance(value, (list, tuple)):
+        try:
+            return np.iscomplexobj(np.asarray(value))
+        except (TypeError, ValueError):
+            return False
+    return False
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """Validate a boolean flag: only ``True``/``False`` (or numpy bools), never ``'no'``, 0/1, None."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {describe(value)}")
+    return bool(value)
+
+
+# Work and memory limits for caller-chosen sizes. The tabular solvers run ~10⁸ elementary steps a
+# second on one core, so 10¹¹ steps is already ~20 minutes to hours; 8 GiB is more than any
+# problem of this package needs. Sizes above these are refused up front, with the estimate.
+WORK_BUDGET = 1e11
+MEMORY_BUDGET_BYTES = 8 * 2**30
+
+
+def check_size_budget(
+    name: str,
+    value: Any,
+    *,
+    work: float | None = None,
+    memory_bytes: float | None = None,
+    work_budget: float = WORK_BUDGET,
+    memory_budget: float = MEMORY_BUDGET_BYTES,
+) -> None:
+    """Refuse a size argument that would run for hours or exhaust memory, before any work.
+
+    Args:
+      name: the argument whose value drives the cost (named in the message with its value).
+      value: its value (for the message).
+      work: estimated number of elementary steps (e.g. iterations · K² · X), as a float so that
+        products of huge sizes never overflow.
+      memory_bytes: estimated peak memory of the arrays the call allocates.
+    """
+    if work is not None and float(work) > work_budget:
+        hours = float(work) / 1e8 / 3600
+        raise ValueError(
+            f"{name}={describe(value)} would need about {float(work):.2g} elementary steps "
+            f"(≈ {hours:.2g} h at 10⁸ steps/s), above the limit of {work_budget:.0e}; reduce {name}"
+        )
+    if memory_bytes is not None and float(memory_bytes) > memory_budget:
+        raise ValueError(
+            f"{name}={describe(value)} would need about {float(memory_bytes) / 2**30:.3g} GiB of "
+            f"memory, above the limit of {memory_budget / 2**30:.3g} GiB; reduce {name}"
+        )
 
 
 def check_int(name: str, value: Any, *, low: int | None = None, high: int | None = None) -> int:

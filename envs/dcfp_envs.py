@@ -2,10 +2,10 @@
 
 Rowland, Wenliang, Munos, Lyle, Tang, Dabney, "Near-Minimax-Optimal Distributional Reinforcement
 Learning with a Generative Model" (NeurIPS 2024) compares DCFP, QDP and CDP on environments named
-Chain, Low random, High random and Two-state (distributional.md §3.1, §3.6). The paper's exact state
-counts and transition matrices are not available to us ([open] in §3.6), so the specifications below
+Chain, Low random, High random and Two-state (arXiv 2402.07598, §7). The paper's exact state
+counts and transition matrices are not available to us (not given in the text we had), so the specifications below
 are OUR choices, made to have the qualitative features the names describe. Rewards are a function of
-the source state, r(x, x') = r(x) ∈ [0, 1], so every return lies in [0, 1/(1−γ)] (§3.2).
+the source state, r(x, x') = r(x) ∈ [0, 1], so every return lies in [0, 1/(1−γ)] (the setting of Rowland et al. 2024).
 
 * ``chain(n_states=5, gamma=0.9, forward=0.9)``: states 0 … S−1 on a line. From x < S−1 move to
   x+1 with probability ``forward`` and stay with probability 1 − ``forward``; S−1 is absorbing.
@@ -18,12 +18,12 @@ the source state, r(x, x') = r(x) ∈ [0, 1], so every return lies in [0, 1/(1�
 * ``two_state(gamma=0.9, stay=0.5)``: the paper's Fig. 2 process, γ = 0.9, r = (1, 0). Its
   transition matrix is unverified in our notes; we use P = [[stay, 1−stay], [1−stay, stay]] with
   stay = 0.5, which makes the return 1{x = x0} + Σ_{t≥1} γ^t B_t with i.i.d. fair bits B_t, a
-  Cantor-like continuous distribution (the stochastic CDF identity holds for any P, §6 item 16).
+  Cantor-like continuous distribution (the stochastic CDF identity holds for any P).
 
 Supports (M atoms, evenly spaced):
 
 * ``global_support(mrp, m)``: [0, r_max/(1−γ)] (generally [min(r_min, 0)/(1−γ), max(r_max, 0)/(1−γ)]),
-  the range every return lies in (§3.2).
+  the range every return lies in.
 * ``environment_support(mrp, m)``: [G_min, G_max], the exact range of returns of this process:
   G_max = max_x U(x) with U(x) = max_{x': P(x,x')>0} (r(x, x') + γ U(x')), G_min likewise with min
   (value iteration on the transition graph, to 1e-12). It covers every return, so the mean and the
@@ -31,13 +31,16 @@ Supports (M atoms, evenly spaced):
 
 Both return ``(v_min, v_max, m)``-style evenly spaced atom arrays [M] (numpy only, so this module
 stays at the bottom layer; wrap them in ``CategoricalSupport.from_atoms`` if wanted).
+
+Valid range: γ ∈ [0, 1), probabilities in [0, 1], n_states and m within the memory budget of
+``fixpoint_rl.envs.checks.check_size_budget``, tol > 0. Outside it ``ValueError``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .checks import check_int, check_scalar
+from .checks import check_int, check_scalar, check_size_budget, describe
 from .mdp import MarkovRewardProcess
 
 __all__ = [
@@ -71,6 +74,7 @@ def chain(n_states: int = 5, gamma: float = 0.9, forward: float = 0.9) -> Markov
       MarkovRewardProcess with P [S, S], reward [S, S] (reward[x, :] = 1{x = S−1}).
     """
     S = check_int("n_states", n_states, low=2)
+    check_size_budget("n_states", S, memory_bytes=3 * 8 * float(S) ** 2)  # dense P, reward
     gamma = check_scalar("gamma", gamma, low=0.0, high=1.0, high_inclusive=False)
     forward = check_scalar("forward", forward, low=0.0, high=1.0, low_inclusive=False)
     P = np.zeros((S, S))
@@ -91,6 +95,7 @@ def random_mrp(
     Small ``concentration`` gives near-deterministic transitions, large gives diffuse ones.
     """
     S = check_int("n_states", n_states, low=1)
+    check_size_budget("n_states", S, memory_bytes=3 * 8 * float(S) ** 2)  # dense P, reward
     concentration = check_scalar("concentration", concentration, low=0.0, low_inclusive=False)
     gamma = check_scalar("gamma", gamma, low=0.0, high=1.0, high_inclusive=False)
     seed = check_int("seed", seed, low=0)
@@ -130,7 +135,7 @@ DCFP_ENVIRONMENTS = {
 
 def _check_mrp(mrp) -> MarkovRewardProcess:
     if not isinstance(mrp, MarkovRewardProcess):
-        raise ValueError(f"mrp must be a MarkovRewardProcess, got {type(mrp).__name__}")
+        raise ValueError(f"mrp must be a MarkovRewardProcess, got {describe(mrp)}")
     return mrp
 
 
@@ -143,9 +148,10 @@ def _grid(lo: float, hi: float, m: int) -> np.ndarray:
 
 def global_support(mrp, m: int) -> np.ndarray:
     """Atoms [M] evenly spaced on [min(r_min, 0)/(1−γ), max(r_max, 0)/(1−γ)] ([0, 1/(1−γ)] for
-    rewards in [0, 1] with some reward 1): the global return range of distributional.md §3.2."""
+    rewards in [0, 1] with some reward 1): the global return range of Rowland et al. 2024."""
     mrp = _check_mrp(mrp)
     m = check_int("m", m, low=2)
+    check_size_budget("m", m, memory_bytes=8.0 * m)
     lo, hi = mrp.return_range()
     return _grid(lo, hi, m)
 
@@ -154,9 +160,13 @@ def return_bounds(mrp, tol: float = 1e-12) -> tuple[np.ndarray, np.ndarray]:
     """Exact per-state return range [L(x), U(x)] (value iteration over the transition graph).
 
     U(x) = max_{x': P(x,x')>0} (r(x, x') + γ U(x')), L likewise with min; iterated from the global
-    bounds until the change is ≤ tol (a γ-contraction, so ≤ log(tol)/log(γ) sweeps).
+    bounds until the change is ≤ tol (a γ-contraction, so ≤ log(tol)/log(γ) sweeps; at most 10⁵).
+
+    Valid range: tol > 0 (absolute, in return units); every MRP (its returns are bounded by
+    ``RETURN_LIMIT`` at construction, so the bounds are finite).
     """
     mrp = _check_mrp(mrp)
+    tol = check_scalar("tol", tol, low=0.0, low_inclusive=False)
     P, R, gamma = mrp.P, mrp.reward, mrp.gamma
     lo_glob, hi_glob = mrp.return_range()
     edge = P > 0
@@ -178,5 +188,6 @@ def environment_support(mrp, m: int) -> np.ndarray:
     """Atoms [M] evenly spaced on [min_x L(x), max_x U(x)], the exact return range of ``mrp``."""
     mrp = _check_mrp(mrp)
     m = check_int("m", m, low=2)
+    check_size_budget("m", m, memory_bytes=8.0 * m)
     lower, upper = return_bounds(mrp)
     return _grid(float(lower.min()), float(upper.max()), m)

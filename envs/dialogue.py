@@ -25,6 +25,10 @@ Array layout (chosen so that the Numba backward recursion is one pass over flat 
 Generators: :func:`random_layered_game` (seeded, vectorised, up to 10^6 state–action pairs and
 beyond), :func:`tree_game` (deterministic transitions: token-level single-turn RL, Remark 3.3),
 :func:`education_dialogue` and :func:`car_dealer` (see their docstrings).
+
+Valid range: sizes ≥ 1 whose layered arrays fit the memory budget (tree games: A^H ≤ 4096;
+layered games: X·F² ≤ ``MAX_PREFERENCE_ENTRIES``), probabilities in [0, 1], ``with_reward`` a bool.
+Outside it ``ValueError`` names the argument.
 """
 
 from __future__ import annotations
@@ -35,7 +39,15 @@ from typing import Any
 
 import numpy as np
 
-from .checks import as_float_array, as_generator, check_distribution, check_int, check_scalar
+from .checks import (
+    as_float_array,
+    as_generator,
+    check_bool,
+    check_distribution,
+    check_int,
+    check_scalar,
+    check_size_budget,
+)
 
 __all__ = [
     "DialogueGame",
@@ -301,11 +313,19 @@ def random_layered_game(
     A = check_int("num_actions", num_actions, low=1)
     B = check_int("branching", branching, low=1)
     F = S if final_states is None else check_int("final_states", final_states, low=1)
+    with_reward = check_bool("with_reward", with_reward)
     if X * F * F > MAX_PREFERENCE_ENTRIES:
-        raise ValueError(
-            f"final_states must keep X·F² ≤ {MAX_PREFERENCE_ENTRIES} dense preference entries, "
-            f"got X={X}, F={F} (pass a smaller final_states)"
+        culprit = "num_contexts" if X > F * F else (
+            "final_states" if final_states is not None else "states_per_layer"
         )
+        raise ValueError(
+            f"{culprit} too large: num_contexts·F² must stay ≤ {MAX_PREFERENCE_ENTRIES} dense "
+            f"preference entries (F = final states per context), got num_contexts={X}, F={F}"
+        )
+    # decision states X(1 + S(H − 1)), each with A·B transition entries (a few int/float arrays)
+    pairs = float(X) * (1 + float(S) * (H - 1)) * A
+    culprit, value = max((("horizon", H), ("num_actions", A), ("branching", B)), key=lambda t: t[1])
+    check_size_budget(culprit, value, memory_bytes=6 * 8 * pairs * B)
     rng = as_generator("seed", seed)
     sizes = [X] + [X * S] * (H - 1) + [X * F]
     layer_starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
@@ -379,10 +399,13 @@ def tree_game(
     X = check_int("num_contexts", num_contexts, low=1)
     H = check_int("horizon", horizon, low=1)
     A = check_int("num_actions", num_actions, low=1)
-    if A**H > 4096:
+    if H * np.log(max(A, 1)) > np.log(4096) + 1e-9:  # A**H without building a huge integer
+        culprit = "horizon" if H > A else "num_actions"
         raise ValueError(
-            f"num_actions**horizon must be ≤ 4096 (dense F×F preference per context), got {A ** H}"
+            f"{culprit} too large: num_actions**horizon must be ≤ 4096 (dense F×F preference per "
+            f"context), got num_actions={A}, horizon={H}"
         )
+    check_size_budget("num_contexts", X, memory_bytes=4 * 8 * float(X) * A**H * (1 + A**H))
     rng = as_generator("seed", seed)
     layer_starts, state_context, nxt = _tree_layout(X, H, A)
     n_dec = int(layer_starts[H])
@@ -452,6 +475,7 @@ def education_dialogue(
     """
     H = check_int("horizon", horizon, low=1, high=3)  # (2A)^H final states; H=3 gives 1000
     X = check_int("num_topics", num_topics, low=1)
+    check_size_budget("num_topics", X, work=1e4 * float(X) * 20**H)  # (2A)^H histories per topic
     p_match = check_scalar("match_prob", match_prob, low=0.0, high=1.0)
     p_mis = check_scalar("mismatch_prob", mismatch_prob, low=0.0, high=1.0)
     p_check = check_scalar("check_prob", check_prob, low=0.0, high=1.0)
@@ -585,6 +609,10 @@ def car_dealer(
     if K < 2 or np.any(np.diff(price) <= 0):
         raise ValueError(f"prices must be ≥ 2 strictly increasing values, got {price}")
     X = check_int("num_segments", num_segments, low=1)
+    # X·(2K + 2) states per layer, K actions each (Python loops build the transition lists)
+    states = float(X) * (2 * K + 2) * (H + 1)
+    check_size_budget("horizon" if H >= X else "num_segments", H if H >= X else X,
+                      work=1e3 * states * K, memory_bytes=8 * 8 * states * K)
     leave = check_scalar("leave_prob", leave_prob, low=0.0, high=1.0)
     rng = as_generator("seed", seed)
     priors = rng.dirichlet(np.full(K, 2.0), size=X)

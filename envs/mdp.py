@@ -23,6 +23,10 @@ Policies are [S, A] arrays of probabilities (rows sum to 1), validated by :func:
 the return distribution whenever the reward is a function of (s, s') under π) and
 :meth:`TabularMDP.state_action_process` the always-exact state–action MRP over S·A states (index
 s·A + a), whose return distribution at (s, a) is η^π(s, a).
+
+Valid range: P row-stochastic, γ ∈ [0, 1), finite rewards with max|r|/(1 − γ) ≤ ``RETURN_LIMIT``
+(1e300, so return ranges and atom grids stay finite), sizes whose dense arrays fit the memory
+budget of ``fixpoint_rl.envs.checks.check_size_budget``. Outside it ``ValueError``.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ from .checks import (
     check_distribution,
     check_int,
     check_scalar,
+    check_size_budget,
+    describe,
 )
 
 __all__ = [
@@ -55,6 +61,21 @@ __all__ = [
 ]
 
 REWARD_KINDS = ("state_action", "transition", "distribution")
+
+
+# Largest return magnitude max|r|/(1−γ) accepted: return ranges, their spans and the atom grids
+# built on them (differences, midpoints, γ-scaled copies) stay finite in float64 below this.
+RETURN_LIMIT = 1e300
+
+
+def _check_return_span(reward: np.ndarray, gamma: float) -> None:
+    bound = float(np.max(np.abs(reward), initial=0.0)) / (1.0 - gamma)
+    if not bound <= RETURN_LIMIT:
+        raise ValueError(
+            f"reward must keep every return finite: max|reward|/(1 − gamma) = {bound:.3g} exceeds "
+            f"{RETURN_LIMIT:.0e} (got max|reward| = {float(np.max(np.abs(reward))):.3g}, "
+            f"gamma = {gamma!r})"
+        )
 
 
 def _freeze(array: np.ndarray) -> np.ndarray:
@@ -105,6 +126,7 @@ class TabularMDP:
                 "reward_probs", self.reward_probs, shape=reward.shape, copy=True
             )
             kind = "distribution"
+        _check_return_span(reward, gamma)
         if self.initial is None:
             initial = np.full(S, 1.0 / S)
         else:
@@ -253,6 +275,7 @@ class MarkovRewardProcess:
             raise ValueError(f"P must be a square (S, S) matrix, got shape {P.shape}")
         reward = as_float_array("reward", self.reward, shape=(S, S), copy=True)
         gamma = check_scalar("gamma", self.gamma, low=0.0, high=1.0, high_inclusive=False)
+        _check_return_span(reward, gamma)
         if self.initial is None:
             initial = np.full(S, 1.0 / S)
         else:
@@ -294,13 +317,21 @@ def check_policy(mdp: TabularMDP, pi, name: str = "pi") -> np.ndarray:
     return check_distribution(name, pi, shape=(mdp.n_states, mdp.n_actions))
 
 
+def _check_mdp(mdp: Any) -> TabularMDP:
+    if not isinstance(mdp, TabularMDP):
+        raise ValueError(f"mdp must be a TabularMDP, got {describe(mdp)}")
+    return mdp
+
+
 def uniform_policy(mdp: TabularMDP) -> np.ndarray:
     """π(a|s) = 1/A, shape [S, A]."""
+    mdp = _check_mdp(mdp)
     return np.full((mdp.n_states, mdp.n_actions), 1.0 / mdp.n_actions)
 
 
 def random_policy(mdp: TabularMDP, seed, concentration: float = 1.0) -> np.ndarray:
-    """A Dirichlet(concentration) random policy [S, A]."""
+    """A Dirichlet(concentration) random policy [S, A]; concentration > 0 (any finite value)."""
+    mdp = _check_mdp(mdp)
     rng = as_generator("seed", seed)
     concentration = check_scalar("concentration", concentration, low=0.0, low_inclusive=False)
     return rng.dirichlet(np.full(mdp.n_actions, concentration), size=mdp.n_states)
@@ -343,6 +374,9 @@ def garnet(
     S = check_int("n_states", n_states, low=1)
     A = check_int("n_actions", n_actions, low=1)
     b = check_int("branching", branching, low=1, high=S)
+    # dense P [S, A, S] (and a transition reward of the same size); a Python loop over (s, a)
+    check_size_budget("n_states" if S >= A else "n_actions", S if S >= A else A,
+                      memory_bytes=2 * 8 * float(S) ** 2 * A, work=1e3 * float(S) * A)
     check_choice("reward_kind", reward_kind, ("state_action", "transition"))
     scale = check_scalar("reward_scale", reward_scale, low=0.0)
     rng = as_generator("seed", seed)
@@ -369,6 +403,7 @@ def chain_mdp(
     state, 0 elsewhere (per state–action). Initial state: the leftmost.
     """
     S = check_int("n_states", n_states, low=2)
+    check_size_budget("n_states", S, memory_bytes=2 * 8 * 2 * float(S) ** 2)
     slip = check_scalar("slip", slip, low=0.0, high=1.0)
     reward = check_scalar("reward", reward)
     P = np.zeros((S, 2, S))

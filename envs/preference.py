@@ -23,6 +23,9 @@ Library (each takes an optional ``ref``; uniform μ by default):
   ``antisymmetric`` (intransitive), ``bradley_terry`` (transitive) or ``mixture`` (half of each).
 
 This module imports numpy only.
+
+Valid range: K ≥ 1 and X ≥ 1 with X·K² within the memory budget, μ with full support, ε ∈
+[−2/3, 1/3] for the three-type cycle. Outside it ``ValueError`` names the argument.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from .checks import (
     check_distribution,
     check_int,
     check_scalar,
+    check_size_budget,
     describe,
 )
 
@@ -221,7 +225,7 @@ def three_type_cycle(eps: float, ref: Any = None) -> PreferenceGame:
     Type 1 (share a = 1/3 − ε) prefers y2 ≻ y1; type 2 (share b = 1/3 + ε/2) prefers y1 ≻ y3; type 3
     (share c = 1/3 + ε/2) prefers y3 ≻ y2; every type is indifferent (½) on its other pairs. Hence
     P(y2 ≻ y1) = ½ + a/2, P(y1 ≻ y3) = ½ + b/2, P(y3 ≻ y2) = ½ + c/2, and the unregularised Nash
-    equilibrium is π* = (c, b, a) = (1/3 + ε/2, 1/3 + ε/2, 1/3 − ε) (notes §10.1 item 3; it solves
+    equilibrium is π* = (c, b, a) = (1/3 + ε/2, 1/3 + ε/2, 1/3 − ε) (Munos et al. 2024, arXiv 2312.00886, §3.2; it solves
     (P − ½)π* = 0). A Bradley–Terry reward fitted to these preferences ranks y1 first for ε > 0 and
     y2 first for ε < 0 (NLHF §3.2).
 
@@ -298,13 +302,15 @@ def random_game(K: int, seed: Any = 0, kind: str = "mixture", ref: str = "unifor
         matrices is one): partly transitive, partly cyclic.
 
     Args:
-      K: number of responses, ≥ 1.
+      K: number of responses, ≥ 1 (a K² float64 matrix must fit in memory: K ≲ 16000).
       seed: int or ``np.random.Generator``; the same seed gives the same game.
       kind: one of :data:`GAME_KINDS`.
       ref: ``"uniform"`` (μ uniform) or ``"dirichlet"`` (μ ~ Dirichlet(1) floored at 1e-3/K and
         renormalised, drawn after the preferences from the same generator).
     """
     K = check_int("K", K, low=1)
+    # a few dense [K, K] float64 temporaries while drawing
+    check_size_budget("K", K, memory_bytes=4 * 8 * float(K) ** 2)
     kind = check_choice("kind", kind, GAME_KINDS)
     ref = check_choice("ref", ref, ("uniform", "dirichlet"))
     rng = as_generator("seed", seed)
@@ -328,6 +334,9 @@ def random_contextual_game(
     """
     X = check_int("X", X, low=1)
     K = check_int("K", K, low=1)
+    # a few dense [X, K, K] float64 temporaries while drawing
+    check_size_budget("K" if K * K > X else "X", K if K * K > X else X,
+                      memory_bytes=4 * 8 * float(X) * float(K) ** 2)
     kind = check_choice("kind", kind, GAME_KINDS)
     ref = check_choice("ref", ref, ("uniform", "dirichlet"))
     rng = as_generator("seed", seed)

@@ -5,7 +5,10 @@ Each figure script defines
   compute(quick: bool, seed: int) -> pandas.DataFrame   pure and seeded: the data of the figure
   plot(data: pandas.DataFrame) -> matplotlib.figure.Figure   data in, Figure out, no I/O
 
-and ends with ``if __name__ == "__main__": figure_main(__file__, compute, plot)``. ``figure_main``
+and a module constant ``UNCERTAINTY`` (a string, or a function of ``quick`` returning one) saying
+what the bands / error bars are and over how many seeds, or that the figure is exact (no bands);
+``figure_main`` prints it under the figure and records it in the JSON. Each script ends with
+``if __name__ == "__main__": figure_main(__file__, compute, plot)``. ``figure_main``
 parses ``--quick``, ``--seed`` and ``--out`` and writes ``<out>/<slug>.png``, ``<out>/<slug>.csv``
 (the data, long format) and ``<out>/<slug>.json`` (seed, quick flag, versions, timings). The test
 suite runs every script once with ``--quick``.
@@ -14,7 +17,7 @@ suite runs every script once with ``--quick``.
 from __future__ import annotations
 
 import argparse
-import json
+import io
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -48,6 +51,40 @@ def color(index: int) -> str:
     return PALETTE[index % len(PALETTE)]
 
 
+def add_footnote(figure, text: str) -> None:
+    """Print ``text`` under everything drawn (legends below the axes included).
+
+    ``savefig(bbox_inches="tight")`` re-anchors figure-level legends to the cropped box, which would
+    move them onto a note placed below them; so the legends are first pinned to the first axes
+    (whose position tight saving keeps), and the note is placed in the same axes' coordinates.
+    """
+    if not figure.axes:
+        return
+    figure.canvas.draw()  # lay out legends first: their positions are settled at draw time
+    renderer = figure.canvas.get_renderer()
+    reference = figure.axes[0]
+    to_axes = reference.transAxes.inverted()
+    for legend in figure.legends:
+        extent = legend.get_window_extent(renderer)
+        (x0, y0), (x1, y1) = to_axes.transform([(extent.x0, extent.y0), (extent.x1, extent.y1)])
+        legend.set_bbox_to_anchor((x0, y0, x1 - x0, y1 - y0), transform=reference.transAxes)
+        legend.set_loc("lower left")
+        legend.borderaxespad = 0.0
+    bottom = min(artist.get_tightbbox(renderer).y0 for artist in [*figure.axes, *figure.legends])
+    left = min(artist.get_tightbbox(renderer).x0 for artist in figure.axes)
+    x, y = to_axes.transform((left, bottom - 4.0 * figure.dpi / 72.0))  # 4 points below
+    reference.text(x, y, text, transform=reference.transAxes, fontsize=7, color="0.3",
+                   ha="left", va="top", clip_on=False)
+
+
+def uncertainty_note(compute: Callable, quick: bool) -> str:
+    """The script's ``UNCERTAINTY`` statement (bands and seeds, or "exact"), for this size."""
+    note = compute.__globals__.get("UNCERTAINTY")
+    if note is None:  # tests/test_docs.py fails on a figure script without one
+        return "(this figure does not state its bands or seeds)"
+    return note(quick) if callable(note) else str(note)
+
+
 def figure_main(
     script: str,
     compute: Callable[[bool, int], pd.DataFrame],
@@ -68,17 +105,21 @@ def figure_main(
     start = time.perf_counter()
     data = compute(args.quick, args.seed)
     compute_s = time.perf_counter() - start
+    uncertainty = uncertainty_note(compute, args.quick)
     with plt.rc_context(STYLE):
         figure = plot(data)
-        args.out.mkdir(parents=True, exist_ok=True)
-        png = args.out / f"{slug}.png"
-        figure.savefig(png, bbox_inches="tight")
+        add_footnote(figure, uncertainty)
+        image = io.BytesIO()
+        figure.savefig(image, format="png", bbox_inches="tight")
         plt.close(figure)
-    data.to_csv(args.out / f"{slug}.csv", index=False)
-    from fixpoint_rl.benchmarks._runner import provenance
+    from fixpoint_rl.tabular.core.records import atomic_write_files, dumps_header, provenance
 
     meta = provenance()
-    meta.update({"figure": slug, "quick": args.quick, "seed": args.seed, "compute_s": compute_s})
-    (args.out / f"{slug}.json").write_text(json.dumps(meta, indent=2) + "\n")
+    meta.update({"figure": slug, "quick": args.quick, "seed": args.seed, "compute_s": compute_s,
+                 "uncertainty": uncertainty})
+    png = args.out / f"{slug}.png"
+    # PNG, data and header appear together (temporary files renamed into place), never partially
+    atomic_write_files({png: image.getvalue(), args.out / f"{slug}.csv": data.to_csv(index=False),
+                        args.out / f"{slug}.json": dumps_header(meta)})
     print(f"wrote {png} and {slug}.csv ({len(data)} rows, {compute_s:.1f} s)")
     return png

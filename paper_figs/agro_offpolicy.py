@@ -17,6 +17,9 @@ from _common import color, figure_main
 
 from fixpoint_rl.tabular import train_agro
 
+# What the bands / error bars are, over how many seeds (printed under the figure).
+UNCERTAINTY = "Solid: exact expected updates (deterministic, no bands). Dashed: one sampled run per curve (8 generations per step, seed --seed), no bands."
+
 FLOOR = 1e-17  # KL values below float resolution are drawn at this floor
 
 

@@ -8,6 +8,9 @@ import numpy as np
 import pandas as pd
 from _common import color, figure_main
 
+# What the bands / error bars are, over how many seeds (printed under the figure).
+UNCERTAINTY = lambda quick: f"Error bars: ± one standard error over {3 if quick else 10} seeds of the learned models; methods on the true model are exact (no bars)."
+
 
 def _price(game, policy):
     from fixpoint_rl.tabular.multiturn import final_state_distribution

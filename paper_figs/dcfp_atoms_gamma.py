@@ -1,11 +1,14 @@
 """Exact-model errors of DCFP, CDP (fixed 30-iteration budget) and QDP against the number of atoms
 m and the discount γ, under the global support [0, 1/(1−γ)] and the environment-specific support
-(Rowland et al. 2024, §7; distributional.md §3.6). Error: sup_x W1 to a high-resolution reference."""
+(Rowland et al. 2024, arXiv 2402.07598, §7). Error: sup_x W1 to a high-resolution reference."""
 
 from __future__ import annotations
 
 import pandas as pd
 from _common import color, figure_main
+
+# What the bands / error bars are, over how many seeds (printed under the figure).
+UNCERTAINTY = "No bands: exact models, deterministic solvers (one environment instance per panel; the random environments are drawn with --seed)."
 
 ALGORITHMS = ("DCFP", "QDP", "CDP (30 it)")
 ENVIRONMENTS = ("high_random", "low_random")

@@ -10,6 +10,9 @@ import numpy as np
 import pandas as pd
 from _common import color, figure_main
 
+# What the bands / error bars are, over how many seeds (printed under the figure).
+UNCERTAINTY = "No bands: exact models, one timing per point (wall-clock depends on the machine; Numba compilation excluded)."
+
 ALGORITHMS = ("DCFP", "CDP", "QDP")
 
 

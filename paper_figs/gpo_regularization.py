@@ -19,6 +19,9 @@ from fixpoint_rl.tabular.core.preference_losses import GPO_KINDS, regularization
 from fixpoint_rl.tabular.gpo import preference_pair_weights, solve_gpo, train_gpo
 from fixpoint_rl.tabular.online_offline import make_golden_preference
 
+# What the bands / error bars are, over how many seeds (printed under the figure).
+UNCERTAINTY = "No bands: exact population computations on one random problem (drawn with --seed)."
+
 
 def compute(quick: bool, seed: int) -> pd.DataFrame:
     """Regulariser-vs-KL paths and KL–win-rate frontiers of the six GPO losses."""

@@ -1,6 +1,6 @@
-"""JEPO: multi-sample Jensen bounds and learning curves against RL and SFT (notes §7, §10.6).
+"""JEPO: multi-sample Jensen bounds and learning curves against RL and SFT (Tang et al. 2025, arXiv 2503.19618, eqs. 3–7).
 
-Left: the bounds L⁽ⁿ⁾ = E log((1/n) Σ_i p(a*|c_i)) for n = 1..16 on the notes' toy
+Left: the bounds L⁽ⁿ⁾ = E log((1/n) Σ_i p(a*|c_i)) for n = 1..16 on a hand-made toy
 (q = (.5, .3, .2), p(a*|c) = (.9, .2, .05)) rise towards the evidence log π(a*); the gap at n = 1 is
 KL(q ‖ posterior). Right: −log π(a*) along training of a tabular CoT model (4 chains of thought,
 5 answers; only CoT 0 tends to the right answer) for JEPO (L⁽¹⁾), multi-sample JEPO (L⁽⁴⁾), RL on
@@ -16,6 +16,9 @@ import pandas as pd
 from _common import color, figure_main
 
 from fixpoint_rl.tabular import log_evidence, multi_sample_bound, train_cot
+
+# What the bands / error bars are, over how many seeds (printed under the figure).
+UNCERTAINTY = lambda quick: f"Left: exact. Right: solid exact gradients; dashed the mean over {2 if quick else 8} seeds of the sampled estimator, no bands."
 
 METHODS = (("jepo", "JEPO L(1)"), ("jepo_multi", "JEPO L(4)"), ("rl", "RL (exact match)"), ("sft", "SFT on answer"))
 

@@ -11,6 +11,9 @@ import numpy as np
 import pandas as pd
 from _common import figure_main
 
+# What the bands / error bars are, over how many seeds (printed under the figure).
+UNCERTAINTY = lambda quick: f"Cells: mean ± one standard error over {2 if quick else 6} seeds of the learned preference / reward models."
+
 METHODS = ("SFT (μ)", "ST-RLHF imm.", "ST-RLHF cont.", "ST-Nash imm.", "ST-Nash cont.",
            "MT-RLHF", "MTPO", "MTPO-τ", "π*_α (true P)")
 

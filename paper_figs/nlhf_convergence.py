@@ -13,6 +13,9 @@ import numpy as np
 import pandas as pd
 from _common import color, figure_main
 
+# What the bands / error bars are, over how many seeds (printed under the figure).
+UNCERTAINTY = "No bands: exact payoffs, deterministic runs; 'Nash-MD sampled (n = 100)' is one seeded run (seed --seed)."
+
 TAU = 0.1
 FLOOR = 1e-16
 
@@ -73,6 +76,27 @@ def _long(problem, algorithm, iteration, kl, gap):
                          "kl": np.asarray(kl, float), "exploitability": np.asarray(gap, float)})
 
 
+# One distinct (colour, line style, marker) per algorithm: the Nash-MD family in blue, the
+# self-play / mirror-descent family in green and vermillion, policy gradient in sky blue, fictitious
+# play in wine, one-shot baselines in black / grey. Self-play MD and OMD coincide on these games, so
+# self-play is drawn with markers on top of OMD's dashed line.
+STYLES = {
+    "Nash-MD (η_t = 2/(τ(t+2)))": ("#0072B2", "-", None, 2.4),
+    "Nash-MD (ητ = ½)": ("#0072B2", "--", None, 1.2),
+    "Nash-MD sampled (n = 100)": ("#0072B2", ":", None, 1.4),
+    "self-play MD (ητ = ½)": ("#009E73", "-", "o", 1.2),
+    "OMD (ητ = ½)": ("#D55E00", "--", None, 1.6),
+    "Nash-MP (η = 1)": ("#CC79A7", "-", "s", 1.2),
+    "Nash-MD-PG (β = 0)": ("#56B4E9", "-", None, 1.2),
+    "Nash-MD-PG (β = ½)": ("#56B4E9", "--", None, 1.2),
+    "fictitious play (last)": ("#882255", "-", None, 1.2),
+    "fictitious play (average)": ("#882255", "--", None, 1.2),
+    "best response to μ": ("#000000", "-.", None, 1.0),
+    "RLHF-BT": ("#888888", "-.", None, 1.0),
+}
+KL_LABEL = r"KL($\pi^*_\tau \,\|\, \pi_t$)"
+
+
 def plot(data: pd.DataFrame):
     import matplotlib.pyplot as plt
 
@@ -85,25 +109,28 @@ def plot(data: pd.DataFrame):
             ax = axes[row, col]
             for index, algorithm in enumerate(algorithms):
                 line = sub[sub["algorithm"] == algorithm]
-                if algorithm in ("best response to μ", "RLHF-BT"):
-                    style = "--"
-                else:  # the palette has 8 colours: later algorithms get dash-dotted lines
-                    style = "-" if index < 8 else "-."
-                ax.plot(line["iteration"], np.maximum(line[metric], FLOOR), style, color=color(index),
-                        label=algorithm, lw=1.2 if index else 2.4, zorder=5 if index == 0 else 2)
+                colour, style, marker, width = STYLES.get(algorithm, (color(index), "-", None, 1.2))
+                label = algorithm.replace("η_t", r"$\eta_t$")  # no raw underscores
+                if algorithm.startswith("self-play") and "OMD (ητ = ½)" in algorithms:
+                    label += ", coincides with OMD"
+                ax.plot(line["iteration"], np.maximum(line[metric], FLOOR), ls=style, color=colour,
+                        marker=marker, ms=3.5, markevery=0.08, label=label, lw=width,
+                        zorder=5 if index == 0 else 2)
             if metric == "kl":
                 bound = sub[sub["algorithm"].str.startswith("bound")]
-                ax.plot(bound["iteration"], bound["kl"], ":", color="black", lw=1.5, label="Theorem 1 bound 8/(τ²(t+1))")
+                ax.plot(bound["iteration"], bound["kl"], ":", color="black", lw=1.5,
+                        label=r"Theorem 1 bound $8/(\tau^2(t+1))$")
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.set_ylim(FLOOR / 2, None)
-            ax.set_title(f"{problem}, τ = {TAU}")
-            ax.set_ylabel("KL(π*_τ ‖ π_t)" if metric == "kl" else "exploitability (τ-regularised)")
+            ax.set_title(rf"{problem}, $\tau$ = {TAU}")
+            ax.set_ylabel(KL_LABEL if metric == "kl" else r"exploitability ($\tau$-regularised)")
             if row == 1:
                 ax.set_xlabel("iteration t")
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=4, frameon=False, bbox_to_anchor=(0.5, -0.1))
-    fig.suptitle("NLHF algorithms: distance to π*_τ; Theorem 1 bounds Nash-MD's last iterate by 8/(τ²(t+1))")
+    fig.suptitle(r"NLHF algorithms: distance to $\pi^*_\tau$; Theorem 1 bounds Nash-MD's last "
+                 r"iterate by $8/(\tau^2(t+1))$ (values below 1e-16 drawn at 1e-16)")
     fig.tight_layout()
     return fig
 

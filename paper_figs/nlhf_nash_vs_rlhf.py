@@ -12,6 +12,9 @@ import numpy as np
 import pandas as pd
 from _common import color, figure_main
 
+# What the bands / error bars are, over how many seeds (printed under the figure).
+UNCERTAINTY = "No bands: deterministic (exact equilibria and exact Bradley–Terry fits; no seeds)."
+
 TAU = 0.05
 
 

@@ -17,6 +17,10 @@ from fixpoint_rl.tabular.core.mirror import softmax
 from fixpoint_rl.tabular.gpo import ipo_optimum, kl_to_reference, win_rate
 from fixpoint_rl.tabular.online_offline import kl_win_rate_frontier, make_golden_preference
 
+# What the bands / error bars are, over how many seeds (printed under the figure).
+UNCERTAINTY = lambda quick: ("Points: one random problem (seed --seed); no bands." if quick else
+                             "Points: mean over 4 random problems (seeds --seed … --seed + 3); no bands.")
+
 METHODS = ("online", "offline", "offline_online_ordered", "offline_online_shuffled",
            "offline_final_policy")
 

@@ -1,4 +1,4 @@
-"""Contraction of distributional Q(λ) vs Retrace (Tang et al., distributional.md §2.3).
+"""Contraction of distributional Q(λ) vs Retrace (Tang et al. 2024, arXiv 2402.05766).
 
 (a) Measured modulus against λ at two behaviour mismatch levels ε = max_x ‖π − μ‖₁: the empirical
     sup-Cramér Lipschitz ratio and the asymptotic rate, Q(λ) vs Retrace; the region where the bound
@@ -17,6 +17,9 @@ from _common import color, figure_main
 from fixpoint_rl.envs.mdp import garnet, greedy_policy, random_policy
 from fixpoint_rl.tabular import CategoricalSupport
 from fixpoint_rl.tabular.qlambda import contraction_modulus
+
+# What the bands / error bars are, over how many seeds (printed under the figure).
+UNCERTAINTY = "No bands: one random Garnet MDP (drawn with --seed); moduli measured by power iteration from one probe."
 
 GAMMA = 0.9
 THRESHOLD = (1 - np.sqrt(GAMMA)) / np.sqrt(GAMMA)

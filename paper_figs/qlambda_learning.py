@@ -1,4 +1,4 @@
-"""Sampled distributional learning: Cramér error to η_C against samples (distributional.md §2.5).
+"""Sampled distributional learning: Cramér error to η_C against samples (Tang et al. 2024, arXiv 2402.05766).
 
 Tabular TD learning from one continuing ε-greedy behaviour trajectory (μ = ε-greedy(π), ε = 0.3),
 greedy target π, n = 8-step windows, λ = 0.8, step size N(s, a)^(−0.6), per-step projection.
@@ -18,6 +18,9 @@ from _common import color, figure_main
 from fixpoint_rl.envs.mdp import epsilon_greedy_policy, garnet, greedy_policy
 from fixpoint_rl.tabular import CategoricalSupport
 from fixpoint_rl.tabular.qlambda import categorical_evaluation_fixed_point, distributional_td_learning
+
+# What the bands / error bars are, over how many seeds (printed under the figure).
+UNCERTAINTY = lambda quick: f"Lines: median over {2 if quick else 5} seeds; band: inter-quartile range over the same seeds."
 
 GAMMA = 0.9
 TRACES = (("q_lambda", "Q(λ) (signed)"), ("retrace", "Retrace"), ("n_step", "uncorrected n-step"))

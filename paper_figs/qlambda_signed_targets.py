@@ -1,4 +1,4 @@
-"""Expected Q(λ) target with negative bins beside Retrace's (distributional.md §2.2, §6 item 19).
+"""Expected Q(λ) target with negative bins beside Retrace's (Tang et al. 2024, arXiv 2402.05766; Munos et al. 2016, arXiv 1606.02647).
 
 Greedy target policy π against ε-greedy behaviour μ (ε = 0.5), λ = 1, γ = 0.9, per-step
 projection. The bootstrap η puts the greedy action's return distribution low and the non-greedy
@@ -16,6 +16,9 @@ from _common import color, figure_main
 
 from fixpoint_rl.envs.mdp import epsilon_greedy_policy, garnet, greedy_policy
 from fixpoint_rl.tabular import CategoricalSupport, distributional_operator
+
+# What the bands / error bars are, over how many seeds (printed under the figure).
+UNCERTAINTY = "No bands: exact expected targets on one random MDP (drawn with --seed)."
 
 GAMMA = 0.9
 

@@ -62,6 +62,7 @@ _EXPORTS: dict[str, str] = {
     "pushforward": ".core.categorical",
     "distributional_operator": ".qlambda",
     "contraction_modulus": ".qlambda",
+    "q_lambda_bound_from_mismatch": ".qlambda",
     "q_lambda_contraction_bound": ".qlambda",
     "projection_matrix": ".core.categorical",
     "iterate_distributional_operator": ".qlambda",
@@ -82,6 +83,7 @@ _EXPORTS: dict[str, str] = {
     "dcfp_linear_system": ".model_based",
     "high_resolution_reference": ".model_based",
     "HighResolutionReference": ".model_based",
+    "SparseMarkovRewardProcess": ".model_based",
     "sup_wasserstein1": ".model_based",
     # --- Language-model papers on bandits (issue 6) ---
     "gpo_loss": ".core.preference_losses",

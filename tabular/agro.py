@@ -1,23 +1,27 @@
 """AGRO — Any-Generation Reward Optimization on a softmax bandit (Tang et al., arXiv 2503.19612).
 
-Objective (notes preference.md §5.1): max_π E_{y∼π}[r(y)] − β KL(π ‖ π_ref), whose optimum is
+Objective (Tang et al. 2025, arXiv 2503.19612, Theorem 1): max_π E_{y∼π}[r(y)] − β KL(π ‖ π_ref), whose optimum is
 π* ∝ π_ref exp(r/β). Generation consistency (Theorem 1): the regularized reward
 
     R̃_π(y) = r(y) − β log(π(y)/π_ref(y))
 
-is constant in y exactly at π = π* (it equals β log Z). AGRO's sample-based gradient (notes §5.2)
+is constant in y exactly at π = π* (it equals β log Z). AGRO's sample-based gradient (arXiv 2503.19612)
 uses n generations y_1..y_n from ANY sampling distribution μ (on-policy π, π_ref, replay of past
 policies, mixtures) and no importance weights:
 
     ĝ = (1/n) Σ_i ( R̃(y_i) − mean_{j≠i} R̃(y_j) ) ∇_θ log π_θ(y_i).
 
 Its expectation, Σ_y μ(y)(R̃(y) − E_μ R̃) ∇ log π(y), is minus the gradient of the pairwise
-consistency loss L(θ) = (1/(4β)) E_{y,y'∼μ}[(R̃(y) − R̃(y'))²] (notes §10.5 item 20), whose only
+consistency loss L(θ) = (1/(4β)) E_{y,y'∼μ}[(R̃(y) − R̃(y'))²] (derived; checked by finite differences in the tests), whose only
 stationary point is π* when μ has full support. The naive KL-regularized policy gradient with a
 reward-only baseline, (r(y_i) − mean_{j≠i} r(y_j) − β log(π/π_ref)(y_i)) ∇ log π(y_i), is the exact
-gradient of the objective on-policy but has a biased stationary point off-policy (notes §5.3).
+gradient of the objective on-policy but has a biased stationary point off-policy (arXiv 2503.19612).
 
 Policies are softmax(θ) over K responses of one prompt; shapes: θ, r, π_ref, μ are [K]; samples [n].
+
+Valid range: β > 0 (1e-6 … 1e6 exercised; every metric is computed from log-probabilities, so
+underflowing probabilities give no inf/NaN), π_ref full support, finite logits, learning_rate·β
+≤ ``MAX_STEP_TIMES_BETA`` in ``train_agro``, sizes within the work budget. Outside it ``ValueError``.
 """
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ from ..envs.checks import (
     check_indices,
     check_int,
     check_scalar,
+    check_size_budget,
 )
-from .core.mirror import kl_divergence, log_softmax, softmax, softmax_policy_gradient
+from .core.mirror import log_softmax, softmax, softmax_policy_gradient
 from .core.result import SolverResult
 from ._jit import Stopwatch
 
@@ -49,6 +54,8 @@ __all__ = [
 ]
 
 SAMPLINGS = ("on_policy", "reference", "replay", "mixture", "fixed")
+# Largest learning_rate·β accepted by ``train_agro`` (the paper figure and benchmark use 1 and ½).
+MAX_STEP_TIMES_BETA = 2.0
 ESTIMATORS = ("agro", "naive")
 
 
@@ -70,7 +77,7 @@ def _score(probs, samples):
 
 
 def agro_optimal_policy(reward, ref, beta) -> np.ndarray:
-    """π* ∝ π_ref exp(r/β) (notes §5.1), [K]."""
+    """π* ∝ π_ref exp(r/β) (arXiv 2503.19612, Theorem 1), [K]."""
     reward = as_float_array("reward", reward, ndim=1)
     ref = check_distribution("ref", ref, shape=reward.shape, full_support=True)
     beta = check_scalar("beta", beta, low=0.0, low_inclusive=False)
@@ -84,7 +91,7 @@ def regularized_reward(logits, reward, ref, beta) -> np.ndarray:
 
 
 def agro_gradient(logits, reward, ref, beta, samples) -> np.ndarray:
-    """AGRO's sample-based ascent direction for generations from any distribution (notes §5.2).
+    """AGRO's sample-based ascent direction for generations from any distribution (arXiv 2503.19612).
 
     ĝ = (1/n) Σ_i (R̃(y_i) − mean_{j≠i} R̃(y_j)) (e_{y_i} − π), no importance weights.
 
@@ -102,7 +109,7 @@ def agro_gradient(logits, reward, ref, beta, samples) -> np.ndarray:
     logits, reward, ref, beta = _check_problem(logits, reward, ref, beta)
     samples = _check_samples(samples, logits.shape[0], low=2)
     probs = softmax(logits)
-    regularized = reward - beta * (np.log(probs) - np.log(ref))
+    regularized = reward - beta * (log_softmax(logits) - np.log(ref))  # log space: π may underflow
     values = regularized[samples]
     n = values.shape[0]
     leave_one_out_mean = (values.sum() - values) / (n - 1)
@@ -110,7 +117,7 @@ def agro_gradient(logits, reward, ref, beta, samples) -> np.ndarray:
 
 
 def naive_pg_gradient(logits, reward, ref, beta, samples) -> np.ndarray:
-    """Naive KL-regularized policy gradient with a reward-only leave-one-out baseline (notes §5.3).
+    """Naive KL-regularized policy gradient with a reward-only leave-one-out baseline (the baseline AGRO is compared with).
 
     ĝ = (1/n) Σ_i (r(y_i) − mean_{j≠i} r(y_j) − β log(π/π_ref)(y_i)) (e_{y_i} − π). Unbiased for
     ∇[E_π r − β KL(π‖π_ref)] only when the samples come from π. Shapes as ``agro_gradient``.
@@ -121,42 +128,42 @@ def naive_pg_gradient(logits, reward, ref, beta, samples) -> np.ndarray:
     rewards = reward[samples]
     n = rewards.shape[0]
     leave_one_out_mean = (rewards.sum() - rewards) / (n - 1)
-    log_ratio = np.log(probs[samples]) - np.log(ref[samples])
+    log_ratio = log_softmax(logits)[samples] - np.log(ref[samples])
     weights = rewards - leave_one_out_mean - beta * log_ratio
     return (weights[:, None] * _score(probs, samples)).mean(axis=0)
 
 
-def _agro_direction(probs, reward, ref, beta, sampling):
-    regularized = reward - beta * (np.log(probs) - np.log(ref))
+def _agro_direction(probs, reward, ref, beta, sampling, log_probs):
+    regularized = reward - beta * (log_probs - np.log(ref))
     centred = regularized - np.dot(sampling, regularized)
     weights = sampling * centred
     return weights - probs * weights.sum()
 
 
-def _naive_direction(probs, reward, ref, beta, sampling):
-    weights = sampling * (reward - np.dot(sampling, reward) - beta * (np.log(probs) - np.log(ref)))
+def _naive_direction(probs, reward, ref, beta, sampling, log_probs):
+    weights = sampling * (reward - np.dot(sampling, reward) - beta * (log_probs - np.log(ref)))
     return weights - probs * weights.sum()
 
 
 def agro_expected_gradient(logits, reward, ref, beta, sampling) -> np.ndarray:
-    """E_{y_{1:n}∼μ}[AGRO estimate] = Σ_y μ(y)(R̃(y) − E_μ R̃)(e_y − π), for any n ≥ 2 (notes §10.5).
+    """E_{y_{1:n}∼μ}[AGRO estimate] = Σ_y μ(y)(R̃(y) − E_μ R̃)(e_y − π), for any n ≥ 2 (derived).
 
     Args: as ``agro_gradient``, with ``sampling`` the [K] sampling distribution μ. Returns [K].
     """
     logits, reward, ref, beta = _check_problem(logits, reward, ref, beta)
     sampling = check_distribution("sampling", sampling, shape=logits.shape)
-    return _agro_direction(softmax(logits), reward, ref, beta, sampling)
+    return _agro_direction(softmax(logits), reward, ref, beta, sampling, log_softmax(logits))
 
 
 def naive_pg_expected_gradient(logits, reward, ref, beta, sampling) -> np.ndarray:
     """E_{y_{1:n}∼μ}[naive PG estimate] = Σ_y μ(y)(r(y) − E_μ r − β log(π/π_ref)(y))(e_y − π). [K]."""
     logits, reward, ref, beta = _check_problem(logits, reward, ref, beta)
     sampling = check_distribution("sampling", sampling, shape=logits.shape)
-    return _naive_direction(softmax(logits), reward, ref, beta, sampling)
+    return _naive_direction(softmax(logits), reward, ref, beta, sampling, log_softmax(logits))
 
 
 def pairwise_consistency_loss(logits, reward, ref, beta, sampling) -> float:
-    """L(θ) = (1/(4β)) Σ_{y,y'} μ(y)μ(y') (R̃_θ(y) − R̃_θ(y'))² = Var_μ(R̃_θ)/(2β) (notes §5.2)."""
+    """L(θ) = (1/(4β)) Σ_{y,y'} μ(y)μ(y') (R̃_θ(y) − R̃_θ(y'))² = Var_μ(R̃_θ)/(2β) (arXiv 2503.19612)."""
     logits, reward, ref, beta = _check_problem(logits, reward, ref, beta)
     sampling = check_distribution("sampling", sampling, shape=logits.shape)
     regularized = reward - beta * (log_softmax(logits) - np.log(ref))
@@ -197,9 +204,14 @@ def train_agro(
       sampling: where generations come from — "on_policy" (π_θ), "reference" (π_ref), "replay"
         (uniform mixture of the last ``replay_window`` iterates), "mixture" (``mixture_weight``·π_ref
         + (1 − ``mixture_weight``)·π_θ) or "fixed" (``sampling_distribution``, a [K] μ).
-      estimator: "agro" or "naive" (reward-only baseline, notes §5.3).
-      iterations: T ≥ 1; learning_rate: η > 0; batch_size: None (exact) or n ≥ 2.
+      estimator: "agro" or "naive" (reward-only baseline).
+      iterations: T ≥ 1; learning_rate: η > 0 with η·β ≤ ``MAX_STEP_TIMES_BETA`` = 2 (larger
+        steps overshoot and diverge; refused); batch_size: None (exact) or n ≥ 2.
       init_logits: [K] starting logits (default log π_ref).
+
+    Valid range: any β > 0 (tested from 1e-6 to 1e6: metrics are computed in log space, so π*
+    and π may underflow without a NaN or inf), η·β ≤ 2, T·(batch_size + K) within the work
+    budget of ``fixpoint_rl.envs.checks.check_size_budget``.
       checkpoints: number of metric checkpoints; seed: for the sampled mode.
 
     Returns:
@@ -214,23 +226,38 @@ def train_agro(
     estimator = check_choice("estimator", estimator, ESTIMATORS)
     iterations = check_int("iterations", iterations, low=1)
     learning_rate = check_scalar("learning_rate", learning_rate, low=0.0, low_inclusive=False)
+    if learning_rate * beta > MAX_STEP_TIMES_BETA:
+        # the regularised reward moves by β per unit of log π: ascent steps with η·β ≫ 1
+        # overshoot and diverge (logits → ±inf, then NaN), so such runs are refused up front
+        raise ValueError(
+            f"learning_rate * beta must be ≤ {MAX_STEP_TIMES_BETA} for stable ascent, got "
+            f"learning_rate={learning_rate!r}, beta={beta!r} (product {learning_rate * beta:.3g})"
+        )
     if batch_size is not None:
         batch_size = check_int("batch_size", batch_size, low=2)
+    # per iteration: batch_size draws (default 2) and a K-sized gradient
+    draws = 2 if batch_size is None else batch_size
+    culprit = ("batch_size", batch_size) if draws > iterations else ("iterations", iterations)
+    check_size_budget(*culprit, work=float(iterations) * (draws + reward.shape[0]) * 10,
+                      memory_bytes=4 * 8.0 * draws)
     logits = (
         np.log(ref).copy()
         if init_logits is None
         else as_float_array("init_logits", init_logits, shape=reward.shape, copy=True)
     )
     fixed = None
-    if sampling == "fixed":
-        if sampling_distribution is None:
-            raise ValueError("sampling_distribution must be given when sampling='fixed', got None")
+    if sampling_distribution is not None:  # validated whenever given (used only when "fixed")
         fixed = check_distribution("sampling_distribution", sampling_distribution, shape=reward.shape)
+    if sampling == "fixed" and fixed is None:
+        raise ValueError("sampling_distribution must be given when sampling='fixed', got None")
     replay_window = check_int("replay_window", replay_window, low=1)
+    check_size_budget("replay_window", replay_window, memory_bytes=8.0 * reward.shape[0] * replay_window)
     mixture_weight = check_scalar("mixture_weight", mixture_weight, low=0.0, high=1.0)
     checkpoints = check_int("checkpoints", checkpoints, low=1)
+    check_size_budget("checkpoints", checkpoints, memory_bytes=8.0 * 16 * checkpoints)
     rng = as_generator("seed", seed)
-    optimum = softmax(np.log(ref) + reward / beta)
+    log_optimum = log_softmax(np.log(ref) + reward / beta)
+    optimum = np.exp(log_optimum)
     direction = _agro_direction if estimator == "agro" else _naive_direction
     record = set(np.unique(np.linspace(0, iterations, checkpoints + 1).round().astype(int)).tolist())
     columns = {"iteration": [], "kl": [], "consistency_spread": [], "loss": []}
@@ -238,9 +265,11 @@ def train_agro(
     clock = Stopwatch()
 
     def log(t, probs):
-        regularized = reward - beta * (np.log(probs) - np.log(ref))
+        # log space throughout: π and π* may underflow (β = 1e-6 makes π* nearly greedy)
+        log_probs = log_softmax(logits)
+        regularized = reward - beta * (log_probs - np.log(ref))
         columns["iteration"].append(t)
-        columns["kl"].append(float(kl_divergence(probs, optimum)))
+        columns["kl"].append(float(np.sum(np.where(probs > 0, probs * (log_probs - log_optimum), 0.0))))
         columns["consistency_spread"].append(float(regularized.max() - regularized.min()))
         centred = regularized - np.dot(ref, regularized)
         columns["loss"].append(float(np.dot(ref, centred**2) / (2.0 * beta)))
@@ -263,11 +292,11 @@ def train_agro(
             else:
                 mu = fixed
             if batch_size is None:
-                step = direction(probs, reward, ref, beta, mu)
+                step = direction(probs, reward, ref, beta, mu, log_softmax(logits))
             else:
                 samples = _sample(rng, mu, batch_size)
                 values = reward[samples]
-                log_ratio = np.log(probs[samples]) - np.log(ref[samples])
+                log_ratio = log_softmax(logits)[samples] - np.log(ref[samples])
                 if estimator == "agro":
                     values = values - beta * log_ratio
                 loo = (values.sum() - values) / (batch_size - 1)

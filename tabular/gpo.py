@@ -1,7 +1,7 @@
 """Offline GPO training of softmax contextual-bandit policies, and its regularisation analysis.
 
-Tang et al., "Generalized Preference Optimization", ICML 2024 (arXiv 2402.05749); notes in
-``preference.md`` §3 and §10.3.
+Tang et al., "Generalized Preference Optimization", ICML 2024 (arXiv 2402.05749); loss family in
+its §2 and Table 1, regularisation analysis in its §4.
 
 Setting (shapes: X contexts, K responses, N triples, C checkpoints):
   ref            [X, K]     reference policy π_ref (full support)
@@ -17,9 +17,13 @@ One population step (exact expected gradient):
      (the margin depends on θ only through differences, so the softmax normaliser drops out).
 The sample-based version replaces W by the empirical frequencies of a sampled dataset.
 
-Closed forms used as oracles (§3.2, §10.3 item 15): DPO (logistic) on Bradley–Terry labels with
+Closed forms used as oracles (GPO Table 1; derived): DPO (logistic) on Bradley–Terry labels with
 full coverage → π ∝ π_ref·exp(r/β); IPO (squared) with pairs from μ×μ → π ∝ π_ref·exp(2P(y ≻ μ)/β)
 on the support of μ (responses outside it keep their logits).
+
+Valid range: β > 0, preferences in [0, 1] with P + Pᵀ = 1, π_ref full support, learning rates
+> 0; steps, sample counts and Newton iterations within the work budget of
+``fixpoint_rl.envs.checks.check_size_budget``. Outside it ``ValueError`` names the argument.
 """
 
 from __future__ import annotations
@@ -31,14 +35,14 @@ import numpy as np
 from ..envs.checks import (
     as_float_array,
     as_generator,
-    check_choice,
     check_distribution,
     check_int,
     check_scalar,
+    check_size_budget,
 )
 from .core.mirror import kl_divergence, log_softmax, softmax
 from .core.preference_losses import (
-    GPO_KINDS,
+    check_kind,
     gpo_loss,
     gpo_loss_derivative,
     gpo_loss_second_derivative,
@@ -124,7 +128,7 @@ def dpo_optimum(ref, reward, beta):
 def ipo_optimum(ref, pref, coverage, beta):
     """π*(y|x) ∝ π_ref(y|x)·exp(2·P(y ≻ μ | x)/β): population IPO optimum, pairs from μ×μ.
 
-    GPO squared loss f(x) = (x − 1)² with β inside f (§3.2; IPO's τ = β/2). Stationarity gives
+    GPO squared loss f(x) = (x − 1)² with β inside f (GPO Table 1; IPO's τ = β/2). Stationarity gives
     β(ρ_y − E_μ ρ) = 2P(y ≻ μ) − 1 for every y with μ(y) > 0; responses with μ(y) = 0 are not
     constrained and keep their reference logit (the answer of gradient methods from θ = log π_ref).
 
@@ -184,6 +188,7 @@ def sample_preference_dataset(pref, coverage, num_samples, seed, context_probs=N
     coverage = check_distribution("coverage", coverage, shape=(num_contexts, num_responses))
     nu = _context_probs(context_probs, num_contexts)
     num_samples = check_int("num_samples", num_samples, low=1)
+    check_size_budget("num_samples", num_samples, memory_bytes=6 * 8.0 * num_samples)
     rng = as_generator("seed", seed)
     context = rng.choice(num_contexts, size=num_samples, p=nu).astype(np.int64)
     cdf = np.cumsum(coverage, axis=1)
@@ -250,7 +255,7 @@ def gpo_population_loss(logits, ref, pair_weights, beta, kind):
     ref = _check_ref(ref)
     logits = as_float_array("logits", logits, shape=ref.shape)
     weights = _check_pair_weights(pair_weights, shape=(ref.shape[0], ref.shape[1], ref.shape[1]))
-    kind = check_choice("kind", kind, GPO_KINDS)
+    kind = check_kind(kind)
     beta = check_scalar("beta", beta, low=0.0, low_inclusive=False)
     return _loss_and_gradient(logits, np.log(ref), weights, beta, kind)
 
@@ -323,7 +328,7 @@ def _prepare(ref, pair_weights, beta, kind, init_logits, pref, target, context_p
     shape3 = (ref.shape[0], ref.shape[1], ref.shape[1])
     weights = _check_pair_weights(pair_weights, shape=shape3)
     beta = check_scalar("beta", beta, low=0.0, low_inclusive=False)
-    kind = check_choice("kind", kind, GPO_KINDS)
+    kind = check_kind(kind)
     log_ref = np.log(ref)
     logits = log_ref.copy() if init_logits is None else as_float_array(
         "init_logits", init_logits, shape=ref.shape, copy=True
@@ -374,8 +379,11 @@ def train_gpo(
         ref, pair_weights, beta, kind, init_logits, pref, target, context_probs
     )
     steps = check_int("steps", steps, low=1)
+    # one exact gradient step: the [X, K, K] pair weights
+    check_size_budget("steps", steps, work=float(steps) * weights.size * 20)
     learning_rate = check_scalar("learning_rate", learning_rate, low=0.0, low_inclusive=False)
     num_checkpoints = check_int("num_checkpoints", num_checkpoints, low=2)
+    check_size_budget("num_checkpoints", num_checkpoints, memory_bytes=8.0 * 16 * num_checkpoints)
     marks = np.unique(np.concatenate([[0], np.geomspace(1, steps, num_checkpoints - 1).astype(int)]))
     rows = []
     start = time.perf_counter()
@@ -444,6 +452,10 @@ def solve_gpo(
         ref, pair_weights, beta, kind, init_logits, pref, target, context_probs
     )
     max_iterations = check_int("max_iterations", max_iterations, low=1)
+    # one Newton step: gradient and Hessian over [X, K, K] weights and an [X·K]-sized solve
+    n_vars = float(ref.size)
+    check_size_budget("max_iterations", max_iterations,
+                      work=float(max_iterations) * (weights.size * 20 + n_vars**3))
     tolerance = check_scalar("tolerance", tolerance, low=0.0, low_inclusive=False)
     rows = [{"iteration": 0, **_metrics_row(logits, log_ref, weights, beta, kind, nu, pref, target)}]
     start = time.perf_counter()

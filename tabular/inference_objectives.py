@@ -1,7 +1,7 @@
 """Inference-time k-sample objectives on softmax bandits (Tang, Zheng, Synnaeve, Munos, ICML 2025).
 
 The policy π_θ = softmax(θ) over K responses is trained for E_{y_1..y_k ∼ π^{⊗k}}[f(y_1..y_k)]
-(notes preference.md §6.1) with
+(Tang, Zheng, Synnaeve & Munos 2025, arXiv 2503.19595, the k-sample objective) with
 
   mean           f = (1/k) Σ_i r(y_i)
   pass_at_k      f = max_i r(y_i)
@@ -11,9 +11,9 @@ The policy π_θ = softmax(θ) over K responses is trained for E_{y_1..y_k ∼ �
 broken uniformly at random among them and f is its expectation: the mean of R over the tied
 answers. (The paper does not say; this rule keeps f symmetric in the samples and deterministic.)
 On the empty tuple f = 0 for every objective, so the leave-one-out estimator with k = 1 is
-REINFORCE without a baseline (notes §10.4 item 19).
+REINFORCE without a baseline (derived; checked in the tests).
 
-Leave-one-out (LOO) estimator (notes §6.2, Lemma 1): ĝ = Σ_i (f(y_{1:k}) − f(y_{−i})) ∇ log π(y_i),
+Leave-one-out (LOO) estimator (Tang, Zheng, Synnaeve & Munos 2025, arXiv 2503.19595, Lemma 1): ĝ = Σ_i (f(y_{1:k}) − f(y_{−i})) ∇ log π(y_i),
 unbiased because f(y_{−i}) does not depend on y_i. The centred variant Ā_i = A_i − mean_j A_j is
 biased (it densifies the pass@k signal).
 
@@ -23,6 +23,11 @@ for the majority vote a sum over the multinomial answer counts (compositions of 
 classes), with ∂E/∂q_a = k E_{c ∼ Mult(k−1, q)}[f(c + e_a)].
 
 Shapes: K responses, k samples per group, A distinct answers, X prompts (contexts).
+
+Valid range: k ≥ 1 (any k for mean and pass@k, which have closed forms; the majority vote
+enumerates at most ``MAX_COMPOSITIONS`` answer-count vectors), finite logits (±700 and beyond:
+log-probabilities are used), answer labels validated whenever given, boolean flags True/False
+only, iterations within the work budget. Outside it ``ValueError`` names the argument.
 """
 
 from __future__ import annotations
@@ -39,10 +44,13 @@ from ..envs.checks import (
     check_choice,
     check_distribution,
     check_indices,
+    check_bool,
     check_int,
     check_scalar,
+    check_size_budget,
 )
 from ._jit import Stopwatch
+from .core.advantages import leave_one_out_advantages as batched_leave_one_out_advantages
 from .core.mirror import softmax, softmax_policy_gradient
 from .core.result import SolverResult
 
@@ -108,16 +116,17 @@ def _f(rewards, objective, answers):
 def _check_tuple(rewards, objective, answers):
     rewards = as_float_array("rewards", rewards, ndim=1)
     objective = check_choice("objective", objective, OBJECTIVES)
+    if answers is not None:  # validated whenever given (used by the majority vote only)
+        answers = _check_answers("answers", answers, rewards.shape)
     if objective == "majority_vote":
         if answers is None:
             raise ValueError("answers must be given for objective='majority_vote', got None")
-        answers = _check_answers("answers", answers, rewards.shape)
         _answer_table(rewards, answers)
     return rewards, objective, answers
 
 
 def k_sample_objective(rewards, objective, answers=None) -> float:
-    """f(y_1..y_k) for one group (notes §6.1 table).
+    """f(y_1..y_k) for one group (the k-sample objectives of arXiv 2503.19595).
 
     Args:
       rewards: [k] rewards r(y_i) (k ≥ 0; f of the empty group is 0).
@@ -130,12 +139,16 @@ def k_sample_objective(rewards, objective, answers=None) -> float:
 
 
 def leave_one_out_advantages(rewards, objective="pass_at_k", answers=None, *, centered=False):
-    """Leave-one-out advantages A_i = f(y_{1:k}) − f(y_{−i}) (notes §6.2; unbiased).
+    """Leave-one-out advantages A_i = f(y_{1:k}) − f(y_{−i}) (the paper's Lemma 1; unbiased), one group.
+
+    The batched [G, k] form, shared with the torch trainers, is
+    ``fixpoint_rl.tabular.core.advantages.leave_one_out_advantages``; this validates one group and
+    calls it.
 
     With ``centered=True``: Ā_i = A_i − (1/k) Σ_j A_j (the biased, denser variant).
 
     pass@k: only a unique best sample gets a nonzero advantage, r_(k) − r_(k−1); ties at the max give
-    all zeros (notes §10.4 item 17). mean: A_i = (r_i − mean_{j≠i} r_j)/k, i.e. RLOO / k. k = 1:
+    all zeros (hand-computed examples in the tests). mean: A_i = (r_i − mean_{j≠i} r_j)/k, i.e. RLOO / k. k = 1:
     A = f(y_1) (REINFORCE without a baseline).
 
     Args:
@@ -145,18 +158,14 @@ def leave_one_out_advantages(rewards, objective="pass_at_k", answers=None, *, ce
       [k] advantages.
     """
     rewards, objective, answers = _check_tuple(rewards, objective, answers)
+    centered = check_bool("centered", centered)
     k = rewards.shape[0]
     if k < 1:
         raise ValueError(f"rewards must hold k ≥ 1 samples, got k = {k}")
-    full = _f(rewards, objective, answers)
-    advantages = np.empty(k)
-    for i in range(k):
-        keep = np.arange(k) != i
-        others = None if answers is None else answers[keep]
-        advantages[i] = full - _f(rewards[keep], objective, others)
-    if centered:
-        advantages = advantages - advantages.mean()
-    return advantages
+    group_answers = None if objective != "majority_vote" else answers[None, :]
+    return batched_leave_one_out_advantages(
+        rewards[None, :], objective, group_answers, centered=centered
+    )[0]
 
 
 def k_sample_gradient(
@@ -176,11 +185,13 @@ def k_sample_gradient(
     response_reward = as_float_array("response_reward", response_reward, shape=logits.shape)
     objective = check_choice("objective", objective, OBJECTIVES)
     samples_array = check_indices("samples", samples, upper=logits.shape[0])
+    centered = check_bool("centered", centered)
     answers = None
+    if response_answer is not None:  # validated whenever given (used by the majority vote only)
+        response_answer = _check_answers("response_answer", response_answer, logits.shape)
     if objective == "majority_vote":
         if response_answer is None:
             raise ValueError("response_answer must be given for objective='majority_vote'")
-        response_answer = _check_answers("response_answer", response_answer, logits.shape)
         answers = response_answer[samples_array]
     advantages = leave_one_out_advantages(
         response_reward[samples_array], objective, answers, centered=centered
@@ -217,15 +228,28 @@ def _multinomial_probs(counts, probs):
     return np.where(zero_hit, 0.0, np.exp(log_coefficient + log_probs.sum(axis=1)))
 
 
+def _composition_count(total: int, parts: int) -> float:
+    """C(total + parts − 1, parts − 1) as a float (inf when astronomically large)."""
+    import math
+
+    if parts <= 1:
+        return 1.0
+    # log C(total + parts − 1, parts − 1) = Σ_{i<parts} log((total + i)/i): exact for huge totals
+    # (differences of lgamma values lose all precision near 2⁶³)
+    log_count = sum(math.log((total + i) / i) for i in range(1, parts))
+    return math.exp(min(log_count, 700.0))
+
+
 def _check_bandit(probs_name, probs, response_reward, objective, k, response_answer):
     response_reward = as_float_array("response_reward", response_reward, shape=probs.shape)
     objective = check_choice("objective", objective, OBJECTIVES)
     k = check_int("k", k, low=1)
     classes = None
+    if response_answer is not None:  # validated whenever given (used by the majority vote only)
+        response_answer = _check_answers("response_answer", response_answer, probs.shape)
     if objective == "majority_vote":
         if response_answer is None:
             raise ValueError("response_answer must be given for objective='majority_vote', got None")
-        response_answer = _check_answers("response_answer", response_answer, probs.shape)
         table = _answer_table(response_reward, response_answer, "response_reward")
         labels = np.array(sorted(table))
         classes = (np.searchsorted(labels, response_answer), np.array([table[a] for a in labels]))
@@ -345,15 +369,25 @@ def train_k_sample(
     iterations = check_int("iterations", iterations, low=1)
     learning_rate = check_scalar("learning_rate", learning_rate, low=0.0, low_inclusive=False)
     checkpoints = check_int("checkpoints", checkpoints, low=1)
+    check_size_budget("checkpoints", checkpoints, memory_bytes=8.0 * 16 * checkpoints)
     eval_ks = tuple(check_int("eval_ks", m, low=1) for m in eval_ks)
+    sampled = check_bool("sampled", sampled)
+    centered = check_bool("centered", centered)
+    # per iteration and prompt: k draws (sampled) or the exact objective (≈ K log K, or the
+    # enumeration of answer-count vectors for the majority vote, itself capped)
+    per_prompt = logits.shape[1] * (k + 1) if sampled else logits.shape[1] * 20
+    culprit = ("k", k) if sampled and k > iterations else ("iterations", iterations)
+    check_size_budget(*culprit, work=float(iterations) * logits.shape[0] * per_prompt,
+                      memory_bytes=8 * 8.0 * (k if sampled else 1) * logits.shape[0])
     answers = None
-    if objective == "majority_vote":
-        if response_answer is None:
-            raise ValueError("response_answer must be given for objective='majority_vote', got None")
+    if response_answer is not None:  # validated whenever given (used by the majority vote only)
         answer_array = np.asarray(response_answer)
         if answer_array.ndim == 1:
             answer_array = answer_array[None, :]
         answers = _check_answers("response_answer", answer_array, logits.shape)
+    if objective == "majority_vote":
+        if response_answer is None:
+            raise ValueError("response_answer must be given for objective='majority_vote', got None")
     rng = as_generator("seed", seed)
     num_prompts = logits.shape[0]
     classes = [

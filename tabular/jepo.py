@@ -1,7 +1,7 @@
 """JEPO — chain of thought as a latent variable, trained with Jensen's evidence lower bound.
 
 Tang, Wang, Madaan, Munos, "Learning to chain-of-thought with Jensen's evidence lower bound"
-(arXiv 2503.19618; notes preference.md §7, §10.6). Tabular model for one prompt x:
+(arXiv 2503.19618, eqs. 3–7). Tabular model for one prompt x:
 
   q(c) = softmax(φ)            [C]      chain-of-thought distribution π_θ(c | x)
   p(a | c) = softmax(ψ[c])     [C, A]   answer distribution π_θ(a | x, c)
@@ -24,6 +24,10 @@ estimator) and SFT on the answer (∇_ψ E_{c∼q} log ℓ(c), CoT distribution 
 single CoT (C = 1) every JEPO gradient is the SFT gradient.
 
 Shapes: C chains of thought, A answers, n samples.
+
+Valid range: target ∈ [0, A), n ≥ 1 with at most ``MAX_COMPOSITIONS`` CoT count vectors where
+the multi-sample bound is enumerated, likelihoods in [0, 1] with some mass, finite logits,
+boolean flags True/False only, iterations within the work budget. Outside it ``ValueError``.
 """
 
 from __future__ import annotations
@@ -36,13 +40,20 @@ from ..envs.checks import (
     check_choice,
     check_distribution,
     check_indices,
+    check_bool,
     check_int,
     check_scalar,
+    check_size_budget,
 )
 from ._jit import Stopwatch
 from .core.mirror import kl_divergence, softmax, softmax_policy_gradient
 from .core.result import SolverResult
-from .inference_objectives import _compositions, _multinomial_probs
+from .inference_objectives import (
+    MAX_COMPOSITIONS,
+    _composition_count,
+    _compositions,
+    _multinomial_probs,
+)
 
 __all__ = [
     "cot_posterior",
@@ -58,6 +69,17 @@ __all__ = [
 BOUNDS = ("single", "multi")
 METHODS = ("jepo", "jepo_multi", "rl", "sft")
 
+
+def _check_enumeration(n, parts):
+    """Exact bounds enumerate the C(n + C − 1, C − 1) CoT count vectors: refuse n up front when
+    that exceeds ``MAX_COMPOSITIONS``; returns the work of one enumeration (count · C)."""
+    count = _composition_count(n, parts)
+    if count > MAX_COMPOSITIONS:
+        raise ValueError(
+            f"n={n} with {parts} chains of thought needs about {count:.3g} count vectors "
+            f"(limit {MAX_COMPOSITIONS}); reduce n"
+        )
+    return count * parts
 
 def _check_bound_inputs(cot_probs, answer_likelihood):
     cot_probs = check_distribution("cot_probs", cot_probs, ndim=1)
@@ -76,7 +98,7 @@ def log_evidence(cot_probs, answer_likelihood) -> float:
 
 
 def cot_posterior(cot_probs, answer_likelihood) -> np.ndarray:
-    """Posterior over CoTs given the answer: q(c) ℓ(c) / Σ q ℓ, [C] (notes §7.2)."""
+    """Posterior over CoTs given the answer: q(c) ℓ(c) / Σ q ℓ, [C] (arXiv 2503.19618, eq. 3)."""
     q, lik = _check_bound_inputs(cot_probs, answer_likelihood)
     joint = q * lik
     return joint / joint.sum()
@@ -95,16 +117,17 @@ def multi_sample_bound(cot_probs, answer_likelihood, n) -> float:
     """
     q, lik = _check_bound_inputs(cot_probs, answer_likelihood)
     n = check_int("n", n, low=1)
+    _check_enumeration(n, q.shape[0])
     counts = _compositions(n, q.shape[0])
     return float(np.dot(_multinomial_probs(counts, q), np.log(counts @ lik / n)))
 
 
-def _check_model(cot_logits, answer_logits, target):
-    cot_logits = as_float_array("cot_logits", cot_logits, ndim=1)
-    answer_logits = as_float_array("answer_logits", answer_logits, ndim=2)
+def _check_model(cot_logits, answer_logits, target, names=("cot_logits", "answer_logits")):
+    cot_logits = as_float_array(names[0], cot_logits, ndim=1)
+    answer_logits = as_float_array(names[1], answer_logits, ndim=2)
     if answer_logits.shape[0] != cot_logits.shape[0]:
         raise ValueError(
-            f"answer_logits must have shape ({cot_logits.shape[0]}, A), got {answer_logits.shape}"
+            f"{names[1]} must have shape ({cot_logits.shape[0]}, A), got {answer_logits.shape}"
         )
     target = check_int("target", target, low=0, high=answer_logits.shape[1] - 1)
     return cot_logits, answer_logits, target
@@ -182,6 +205,8 @@ def jepo_expected_gradient(cot_logits, answer_logits, target, n=1, *, bound="sin
     cot_logits, answer_logits, target = _check_model(cot_logits, answer_logits, target)
     n = check_int("n", n, low=1)
     bound = check_choice("bound", bound, BOUNDS)
+    if bound == "multi":  # the single-sample bound does not depend on n
+        _check_enumeration(n, cot_logits.shape[0])
     return _exact(softmax(cot_logits), softmax(answer_logits), target, n, bound)
 
 
@@ -259,13 +284,21 @@ def train_cot(
       "accuracy" (π(a*)), "jensen_bound" (L⁽¹⁾), "bound_n" (L⁽ⁿ⁾), "kl" (KL(q ‖ posterior), the
       Jensen gap); extras "answer_probs" [C, A].
     """
-    cot_logits, answer_logits, target = _check_model(init_cot_logits, init_answer_logits, target)
+    cot_logits, answer_logits, target = _check_model(
+        init_cot_logits, init_answer_logits, target, ("init_cot_logits", "init_answer_logits")
+    )
     cot_logits, answer_logits = cot_logits.copy(), answer_logits.copy()
     method = check_choice("method", method, METHODS)
+    sampled = check_bool("sampled", sampled)
     n = check_int("n", n, low=2 if (sampled and method == "rl") else 1)
     iterations = check_int("iterations", iterations, low=1)
     learning_rate = check_scalar("learning_rate", learning_rate, low=0.0, low_inclusive=False)
     checkpoints = check_int("checkpoints", checkpoints, low=1)
+    check_size_budget("checkpoints", checkpoints, memory_bytes=8.0 * 16 * checkpoints)
+    # the L⁽ⁿ⁾ metric (and the exact multi-sample gradient) enumerate the CoT count vectors
+    enumeration = _check_enumeration(n, cot_logits.shape[0])
+    per_iteration = float(n) * answer_logits.size if sampled else enumeration + answer_logits.size
+    check_size_budget("iterations", iterations, work=float(iterations) * per_iteration)
     rng = as_generator("seed", seed)
     record = set(np.unique(np.linspace(0, iterations, checkpoints + 1).round().astype(int)).tolist())
     names = ("iteration", "log_evidence", "accuracy", "jensen_bound", "bound_n", "kl")

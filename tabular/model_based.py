@@ -1,25 +1,32 @@
 """Model-based distributional RL with a generative model: DCFP, CDP, QDP, Monte Carlo.
 
 Rowland, Wenliang, Munos, Lyle, Tang, Dabney, "Near-Minimax-Optimal Distributional Reinforcement
-Learning with a Generative Model", NeurIPS 2024 (arXiv 2402.07598). Formulas: distributional.md §3
-and §6 items 10–16.
+Learning with a Generative Model", NeurIPS 2024 (arXiv 2402.07598). CDP and QDP as in Bellemare,
+Dabney & Rowland, "Distributional Reinforcement Learning" (MIT Press 2023), Ch. 5.
 
 Pipeline (one sample-complexity experiment):
-  1. ``sample_empirical_model(mrp, N, seed)``: N next-state draws per state give P̂ (§3.2).
+  1. ``sample_empirical_model(mrp, N, seed)``: N next-state draws per state give P̂ (the generative-model setting of Rowland et al. 2024).
   2. ``categorical_fixed_point(mrp_hat, support)``: DCFP, the fixed point of Π_C T_{P̂} by one linear
-     solve F = A F + b in CDF coordinates with the last coordinate pinned at 1 (§3.3; style.md §13.6).
+     solve F = A F + b in CDF coordinates with the last coordinate pinned at 1 (Rowland et al. 2024, Eq. 10; pinning the last coordinate removes the singularity that mass
+     conservation causes in probability coordinates).
   3. Compare with the truth: ``monte_carlo_return_distribution`` or ``high_resolution_reference``
-     (DCFP on a fine grid, W1 bias ≤ Δ_fine/(2(1−γ)), §3.5 (i)) via ``sup_wasserstein1``.
+     (DCFP on a fine grid, W1 bias ≤ Δ_fine/(2(1−γ))) via ``sup_wasserstein1``.
 Baselines: ``categorical_dp`` (CDP, iterate η ← Π_C T η) and ``quantile_dp`` (QDP).
 
 Every function accepts a ``MarkovRewardProcess`` or a ``TabularMDP`` together with ``policy``
 (reduced by ``TabularMDP.markov_reward_process(policy)``). Shapes: S states, M atoms, N samples.
+
+Valid range: any process of finite return span (``RETURN_LIMIT``), supports of ≥ 2 increasing
+atoms, tol > 0, truncation_tol > 0; fixed iteration counts, sample counts, m and m_fine within the
+work/memory budget of ``fixpoint_rl.envs.checks.check_size_budget`` (refused up front beyond it,
+with the estimate). Inside it results are finite; outside it ``ValueError`` names the argument.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
 import numpy as np
 import scipy.linalg
@@ -28,6 +35,7 @@ import scipy.sparse.linalg
 
 from fixpoint_rl.envs.checks import (
     as_float_array, as_generator, check_choice, check_distribution, check_int, check_scalar,
+    check_size_budget, describe,
 )
 from fixpoint_rl.envs.mdp import MarkovRewardProcess, TabularMDP
 
@@ -45,6 +53,7 @@ __all__ = [
     "monte_carlo_return_distribution",
     "high_resolution_reference",
     "HighResolutionReference",
+    "SparseMarkovRewardProcess",
     "sample_stochastic_cdf_bellman",
     "sup_wasserstein1",
 ]
@@ -57,6 +66,10 @@ DENSE_LIMIT = 100
 # ``high_resolution_reference(method="auto")`` uses the direct solve up to this many unknowns and CDP
 # beyond (sparse LU of a few densely connected states on a 3000-atom grid took ~40 s; CDP < 1 s).
 REFERENCE_DIRECT_LIMIT = 5000
+# ``categorical_dp`` precomputes its sparse operator (the DCFP matrix A, ~16 bytes per non-zero
+# while built) up to this many non-zeros; above it, and for dense-P processes only, it falls back
+# to the per-step kernel (no operator in memory, each step ~1.6× slower on the perf process).
+CDP_OPERATOR_LIMIT = 30_000_000
 
 
 # --- inputs ---------------------------------------------------------------------------------------
@@ -83,6 +96,85 @@ def _arrays(mrp: MarkovRewardProcess) -> tuple[np.ndarray, np.ndarray, float]:
         np.ascontiguousarray(mrp.reward, dtype=np.float64),
         float(mrp.gamma),
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class SparseMarkovRewardProcess:
+    """A finite discounted Markov reward process with sparse transitions (no dense S×S array).
+
+    Accepted by ``categorical_fixed_point``, ``dcfp_linear_system``, ``categorical_dp`` and
+    ``high_resolution_reference`` (with ``support``); memory is O(E) for E transitions, so DCFP
+    scales to S·M ≈ 10⁶ unknowns on processes with few successors per state.
+
+    Attributes:
+      P: [S, S] scipy.sparse matrix of transition probabilities (stored as CSR, explicit zeros
+        removed); rows sum to 1 within 1e-9.
+      reward: [S, S] scipy.sparse matrix or dense array; only its entries on P's non-zero pattern
+        are used (an entry missing from a sparse ``reward`` is a reward of 0).
+      gamma: discount γ ∈ [0, 1).
+    """
+
+    P: Any
+    reward: Any
+    gamma: float
+
+    def __post_init__(self) -> None:
+        if not scipy.sparse.issparse(self.P):
+            raise ValueError(f"P must be a scipy.sparse matrix, got {type(self.P).__name__}")
+        P = scipy.sparse.csr_matrix(self.P, dtype=np.float64, copy=True)
+        S = P.shape[0]
+        if P.shape != (S, S) or S < 1:
+            raise ValueError(f"P must be a square (S, S) matrix, got shape {P.shape}")
+        P.sum_duplicates()
+        P.eliminate_zeros()
+        P.sort_indices()
+        if not np.all(np.isfinite(P.data)) or (P.data.size and P.data.min() < 0):
+            raise ValueError("P must have finite, non-negative entries")
+        sums = np.asarray(P.sum(axis=1)).ravel()
+        worst = float(np.max(np.abs(sums - 1.0)))
+        if worst > 1e-9:
+            raise ValueError(f"P must have rows summing to 1, got a row sum off by {worst:.3g}")
+        if self.reward is None or np.shape(self.reward) != (S, S):
+            raise ValueError(f"reward must have shape ({S}, {S}), got {np.shape(self.reward)}")
+        rows = np.repeat(np.arange(S), np.diff(P.indptr))
+        if scipy.sparse.issparse(self.reward):
+            values = np.asarray(scipy.sparse.csr_matrix(self.reward)[rows, P.indices]).ravel()
+        else:
+            values = as_float_array("reward", self.reward, shape=(S, S))[rows, P.indices]
+        values = np.ascontiguousarray(values, dtype=np.float64)
+        if not np.all(np.isfinite(values)):
+            raise ValueError("reward must be finite on the transitions of P")
+        gamma = check_scalar("gamma", self.gamma, low=0.0, high=1.0, high_inclusive=False)
+        object.__setattr__(self, "P", P)
+        object.__setattr__(self, "reward", scipy.sparse.csr_matrix(
+            (values, P.indices.copy(), P.indptr.copy()), shape=(S, S)))
+        object.__setattr__(self, "gamma", gamma)
+
+    @property
+    def n_states(self) -> int:
+        return int(self.P.shape[0])
+
+    def values(self) -> np.ndarray:
+        """V [S] = (I − γP)^{-1} r̄ by a sparse LU, r̄[x] = Σ_x' P(x, x') r(x, x')."""
+        S = self.n_states
+        mean_reward = np.asarray(self.P.multiply(self.reward).sum(axis=1)).ravel()
+        system = (scipy.sparse.identity(S, format="csc") - self.gamma * self.P).tocsc()
+        return scipy.sparse.linalg.spsolve(system, mean_reward)
+
+
+def _transitions(process, policy=None):
+    """CSR transitions (indptr, indices, prob, reward [E]), γ and S of any accepted process."""
+    if isinstance(process, SparseMarkovRewardProcess):
+        if policy is not None:
+            raise ValueError("policy must be None when mrp is a SparseMarkovRewardProcess")
+        P = process.P
+        return (P.indptr.astype(np.int64), P.indices.astype(np.int64), P.data,
+                process.reward.data, process.gamma, process.n_states)
+    P, R, gamma = _arrays(_as_mrp(process, policy))
+    rows, cols = np.nonzero(P > 0)
+    indptr = np.concatenate(([0], np.cumsum(np.bincount(rows, minlength=P.shape[0])))).astype(np.int64)
+    return (indptr, cols.astype(np.int64), np.ascontiguousarray(P[rows, cols]),
+            np.ascontiguousarray(R[rows, cols]), gamma, P.shape[0])
 
 
 def _atoms(support) -> np.ndarray:
@@ -129,6 +221,7 @@ def sample_empirical_model(mrp, n_samples: int, seed, *, policy=None) -> MarkovR
     """
     mrp = _as_mrp(mrp, policy)
     n_samples = check_int("n_samples", n_samples, low=1)
+    check_size_budget("n_samples", n_samples, work=float(mrp.n_states) * n_samples * 10)  # S·N draws
     rng = as_generator("seed", seed)
     P, R, gamma = _arrays(mrp)
     counts = _k._sample_counts(_cum_rows(P), n_samples, rng)
@@ -139,40 +232,77 @@ def sample_empirical_model(mrp, n_samples: int, seed, *, policy=None) -> MarkovR
 
 
 def dcfp_linear_system(mrp, support, *, policy=None) -> tuple[scipy.sparse.csr_matrix, np.ndarray]:
-    """The DCFP system F = A F + b in CDF coordinates (distributional.md §3.3).
+    """The DCFP system F = A F + b in CDF coordinates (Rowland et al. 2024, arXiv 2402.07598, Eq. 10).
 
     F[x·(M−1) + i] = F_x(z_i) for i < M−1 (the last CDF coordinate is pinned at 1, which removes the
-    mass-conservation singularity of the probability-coordinate system; style.md §13 item 6).
+    mass-conservation singularity of the probability-coordinate system).
     A[(x, i), (x', j)] = P(x, x') C_{x x'}[i, j] with C = (L H Dm)[:M−1, :M−1] for the projected
     pushforward b_{r(x,x'),γ}, and b[(x, i)] = Σ_x' P(x, x') c_{x x'}[i] with c = (L H Dm)[:M−1, M−1].
 
     Returns:
       (A as CSR [S(M−1), S(M−1)], b [S(M−1)]).
     """
-    mrp = _as_mrp(mrp, policy)
+    transitions = _transitions(mrp, policy)
     atoms = _atoms(support)
-    P, R, gamma = _arrays(mrp)
-    return _build_system(P, R, gamma, atoms)
+    return _build_system(transitions, atoms)
 
 
-def _build_system(P, R, gamma, atoms):
-    S, m = P.shape[0], atoms.shape[0]
+def _build_system(transitions, atoms):
+    """(A as CSR, b) from CSR transitions (``_transitions``); built by a Numba kernel in O(E·M)."""
+    indptr, indices, prob, reward, gamma, S = transitions
+    m = atoms.shape[0]
     n = S * (m - 1)
-    nnz = _k._dcfp_triplet_count(P, R, gamma, atoms)
-    rows = np.empty(nnz, dtype=np.int64)
-    cols = np.empty(nnz, dtype=np.int64)
+    nnz = _k._dcfp_triplet_count_csr(indptr, indices, prob, reward, gamma, atoms)
+    index_type = np.int32 if max(nnz, n) < 2**31 else np.int64  # halves index memory at scale
+    rows = np.empty(nnz, dtype=index_type)
+    cols = np.empty(nnz, dtype=index_type)
     vals = np.empty(nnz)
     b = np.zeros(n)
-    _k._dcfp_triplets(P, R, gamma, atoms, rows, cols, vals, b)
+    _k._dcfp_triplets_csr(indptr, indices, prob, reward, gamma, atoms, rows, cols, vals, b)
     A = scipy.sparse.csr_matrix((vals, (rows, cols)), shape=(n, n))
+    del rows, cols, vals
     return A, b
+
+
+def _cdf_to_probs(cdf):
+    """probs [S, M] = first differences of the CDFs [S, M]. The exact CDFs are non-decreasing; a
+    difference that rounding made negative (|p| ≤ 1e-12, i.e. a few ulps of the O(1) CDF values)
+    is set to 0, so the result is a valid distribution for validated consumers."""
+    probs = np.diff(cdf, axis=1, prepend=0.0)
+    probs[(probs < 0.0) & (probs >= -1e-12)] = 0.0
+    return probs
+
+
+def _operator_arrays(A):
+    """CSR arrays of A for ``_cdp_operator_run``: int64 row starts, uint32 column indices (unsigned:
+    Numba then skips the negative-index test in the mat-vec's gather; 5 % per step measured at
+    S = 1000, M = 201) and float64 values."""
+    index_type = np.uint32 if A.shape[1] < 2**32 else np.int64
+    return A.indptr.astype(np.int64), A.indices.astype(index_type), A.data
+
+
+def _solve_sparse(A, b):
+    """Solve (I − A) F = b by SuperLU with COLAMD ordering (scipy's default threshold pivoting).
+
+    Orderings and solvers tried (``fixpoint_rl.benchmarks.perf_dcfp.solver_study``; random-walk
+    process, S = 1000, M = 201, n = 2·10⁵ unknowns, CPU seconds): COLAMD 2.1 s (fill 2.4·10⁷, the
+    default kept here); COLAMD with diagonal pivots (I − A is an M-matrix, so elimination without
+    pivoting is stable) 2.5 s, same fill; MMD_AT_PLUS_A and MMD_ATA far slower (> 140 s);
+    NATURAL (banded) and RCM fill 7·10⁷; METIS nested dissection 41 % less fill but its ordering
+    costs more than it saves; ILU(10⁻⁴)+GMRES/BiCGSTAB 2.0–2.3 s with 3.5× less memory.
+    """
+    n = b.shape[0]
+    system = (scipy.sparse.identity(n, format="csr") - A).tocsc()
+    lu = scipy.sparse.linalg.splu(system, permc_spec="COLAMD")
+    del system
+    return lu.solve(b)
 
 
 def categorical_fixed_point(mrp, support, *, policy=None, method: str = "auto") -> np.ndarray:
     """DCFP: the categorical fixed point η_C = Π_C T η_C by a direct linear solve (Rowland et al. 2024).
 
-    Solves (I − A) F = b (distributional.md §3.3; ρ(A) = γ < 1 so I − A is invertible) and recovers
-    p(x) as the first differences of [F(x); 1]. Equals the limit of ``categorical_dp`` (§6 item 10).
+    Solves (I − A) F = b (Rowland et al. 2024, Eq. 10; ρ(A) = γ < 1 so I − A is invertible) and recovers
+    p(x) as the first differences of [F(x); 1]. Equals the limit of ``categorical_dp``.
 
     Args:
       mrp: MarkovRewardProcess (or TabularMDP with ``policy``).
@@ -183,39 +313,42 @@ def categorical_fixed_point(mrp, support, *, policy=None, method: str = "auto") 
     Returns:
       probs [S, M]: each row a probability vector (sums to 1; entries ≥ 0 up to rounding).
     """
-    mrp = _as_mrp(mrp, policy)
+    transitions = _transitions(mrp, policy)
     atoms = _atoms(support)
     method = check_choice("method", method, ("auto", "dense", "sparse"))
-    P, R, gamma = _arrays(mrp)
-    A, b = _build_system(P, R, gamma, atoms)
+    A, b = _build_system(transitions, atoms)
     n = b.shape[0]
     if method == "dense" or (method == "auto" and n <= DENSE_LIMIT):
         system = np.eye(n) - A.toarray()
         F = scipy.linalg.solve(system, b, check_finite=False)
     else:
-        system = (scipy.sparse.identity(n, format="csc") - A.tocsc()).tocsc()
-        F = scipy.sparse.linalg.splu(system, permc_spec="COLAMD").solve(b)
-    S, m = P.shape[0], atoms.shape[0]
+        F = _solve_sparse(A, b)
+    S, m = transitions[-1], atoms.shape[0]
     cdf = np.ones((S, m))
     cdf[:, :-1] = F.reshape(S, m - 1)
-    return np.diff(cdf, axis=1, prepend=0.0)
+    return _cdf_to_probs(cdf)
 
 
 # --- CDP and QDP ----------------------------------------------------------------------------------
 
 
-def _budget(iterations, tol, default_iterations: int) -> tuple[int, float]:
+def _budget(iterations, tol, default_iterations: int, per_iteration: float = 1.0) -> tuple[int, float]:
+    """(iteration cap, tol). Without ``tol`` every iteration runs, so ``iterations`` · the cost of
+    one iteration must fit the work budget (refused up front otherwise); with ``tol`` the cap only
+    bounds a run that stops at convergence."""
     if iterations is None and tol is None:
         raise ValueError("give iterations or tol (or both), got neither")
     its = default_iterations if iterations is None else check_int("iterations", iterations, low=1)
     t = 0.0 if tol is None else check_scalar("tol", tol, low=0.0, low_inclusive=False)
+    if tol is None:
+        check_size_budget("iterations", its, work=float(its) * per_iteration)
     return its, t
 
 
 def categorical_dp(
     mrp, support, iterations: int | None = None, tol: float | None = None, *, policy=None, init=None
 ) -> SolverResult:
-    """CDP: η_{k+1}(x) = Σ_x' P(x, x') Π_C (b_{r(x,x'),γ})_# η_k(x') (distributional.md §3.3).
+    """CDP: η_{k+1}(x) = Σ_x' P(x, x') Π_C (b_{r(x,x'),γ})_# η_k(x') (Bellemare, Dabney & Rowland 2023, Ch. 5).
 
     A √γ-contraction in sup-Cramér and γ in sup-W1, so ≈ log(1/ε)/log(1/γ) iterations.
 
@@ -228,28 +361,57 @@ def categorical_dp(
       SolverResult: final probs [S, M]; metrics "iteration" and "cramer_change" (sup over states of
       ℓ2(η_k, η_{k−1}), recorded every ``max(1, T // 200)`` steps and at the last step).
     """
-    mrp = _as_mrp(mrp, policy)
+    transitions = _transitions(mrp, policy)
     atoms = _atoms(support)
-    its, t = _budget(iterations, tol, 1_000_000)
-    P, R, gamma = _arrays(mrp)
-    S, m = P.shape[0], atoms.shape[0]
+    # one CDP step: a sparse mat-vec with ≈ E·M nonzeros (E transitions, M atoms)
+    its, t = _budget(iterations, tol, 1_000_000,
+                     per_iteration=float(transitions[1].shape[0] + 1) * atoms.shape[0])
+    S, m = transitions[-1], atoms.shape[0]
     if init is None:
         probs0 = np.zeros((S, m))
         probs0[:, 0] = 1.0
     else:
         probs0 = check_distribution("init", init, shape=(S, m))
     every = max(1, its // 200)
+    gaps = np.ascontiguousarray(np.diff(atoms))
+    F0 = np.ascontiguousarray(np.cumsum(probs0, axis=1)[:, :-1].reshape(-1))
     clock = Stopwatch()
-    clock.compile(_k._cdp_run, P, R, gamma, atoms, probs0, its, t, every)
+    indptr, indices, prob, reward, gamma, _ = transitions
+    nnz = _k._dcfp_triplet_count_csr(indptr, indices, prob, reward, gamma, atoms)
+    if nnz > CDP_OPERATOR_LIMIT and not isinstance(mrp, SparseMarkovRewardProcess):
+        # the operator would not fit comfortably in memory (e.g. a few dense states on a very fine
+        # grid): the per-step kernel, which projects every atom of every transition each step
+        P, R, gamma = _arrays(_as_mrp(mrp, policy))
+        probs0 = np.ascontiguousarray(probs0)
+        clock.compile(_k._cdp_run, P, R, gamma, atoms, probs0, its, t, every)
+        with clock.running():
+            probs, done, iters, changes = _k._cdp_run(P, R, gamma, atoms, probs0, its, t, every)
+        return SolverResult(
+            final=probs, metrics={"iteration": iters, "cramer_change": changes},
+            wall_time_s=clock.wall_s, compile_time_s=clock.compile_s,
+            config={"solver": "categorical_dp", "iterations": iterations, "tol": tol, "m": m,
+                    "S": S},
+            extras={"atoms": atoms, "steps": int(done), "operator": False})
+    tiny = (np.array([0, 1]), np.array([0]), np.array([1.0]), np.array([0.0]), 0.5, 1)
+    tiny_A, tiny_b = _build_system(tiny, atoms[:2])  # compiles the builder outside the clock
+    clock.compile(_k._cdp_operator_run, *_operator_arrays(tiny_A), tiny_b, F0[:1], gaps[:1], 1, 1, t,
+                  1)
     with clock.running():
-        probs, done, iters, changes = _k._cdp_run(P, R, gamma, atoms, probs0, its, t, every)
+        # the operator (binary searches and projection weights) is built once, then every step is
+        # one sparse mat-vec; the build is part of CDP's wall time
+        A, b = _build_system(transitions, atoms)
+        F, done, iters, changes = _k._cdp_operator_run(*_operator_arrays(A), b, F0, gaps, S, its,
+                                                       t, every)
+        cdf = np.ones((S, m))
+        cdf[:, :-1] = F.reshape(S, m - 1)
+        probs = _cdf_to_probs(cdf)
     return SolverResult(
         final=probs,
         metrics={"iteration": iters, "cramer_change": changes},
         wall_time_s=clock.wall_s,
         compile_time_s=clock.compile_s,
         config={"solver": "categorical_dp", "iterations": iterations, "tol": tol, "m": m, "S": S},
-        extras={"atoms": atoms, "steps": int(done)},
+        extras={"atoms": atoms, "steps": int(done), "operator": True},
     )
 
 
@@ -271,7 +433,10 @@ def quantile_dp(
     """
     mrp = _as_mrp(mrp, policy)
     m = check_int("m", m, low=2)
-    its, t = _budget(iterations, tol, 1_000_000)
+    check_size_budget("m", m, memory_bytes=4 * 8.0 * mrp.n_states * m)
+    # one QDP step: S² pairs of m quantiles, sorted (≈ m log m)
+    its, t = _budget(iterations, tol, 1_000_000,
+                     per_iteration=float(mrp.n_states) ** 2 * m * max(math.log2(m), 1.0))
     P, R, gamma = _arrays(mrp)
     S = P.shape[0]
     theta0 = np.zeros((S, m))
@@ -311,8 +476,21 @@ def monte_carlo_return_distribution(
     used = R[P > 0]
     span = float(np.max(np.abs(used))) / (1.0 - gamma) if used.size else 0.0
     horizon = _horizon(gamma, span, truncation_tol)
+    check_size_budget("n_episodes", n_episodes, memory_bytes=2 * 8.0 * mrp.n_states * n_episodes,
+                      work=float(mrp.n_states) * n_episodes * horizon)
     out = _k._monte_carlo_returns(_cum_rows(P), R, gamma, horizon, n_episodes, rng)
     return np.sort(out, axis=1)
+
+
+def _solver_probs(name, value):
+    """[S, M] probability rows as solvers produce them: entries may carry rounding of either sign
+    (≈1e-16 per entry after a sparse LU or CDF differencing), far below any modelling error, so
+    the tolerances are −1e-9 per entry and 1e-6 per row sum."""
+    probs = as_float_array(name, value, ndim=2)
+    if probs.size == 0 or np.any(probs < -1e-9) or np.max(np.abs(probs.sum(axis=1) - 1.0)) > 1e-6:
+        raise ValueError(f"{name} must hold one probability vector per state (rows ≥ 0 summing "
+                         f"to 1), got {describe(probs)}")
+    return probs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -322,12 +500,26 @@ class HighResolutionReference:
     Attributes:
       atoms: [M_fine] grid.
       probs: [S, M_fine] categorical fixed point on it.
-      w1_bias_bound: sup_x W1(η_fine(x), η^π(x)) ≤ Δ_fine/(2(1−γ)) (distributional.md §3.5 (i)).
+      w1_bias_bound: sup_x W1(η_fine(x), η^π(x)) ≤ Δ_fine/(2(1−γ)) (projection error Δ/2 per
+        step, W1 non-expansion of Π_C, γ-contraction).
     """
 
     atoms: np.ndarray
     probs: np.ndarray
     w1_bias_bound: float
+
+    def __post_init__(self) -> None:
+        atoms = as_float_array("atoms", self.atoms, ndim=1)
+        if atoms.shape[0] < 2 or np.any(np.diff(atoms) <= 0):
+            raise ValueError(f"atoms must be ≥ 2 strictly increasing values, got {describe(atoms)}")
+        probs = _solver_probs("probs", self.probs)
+        if probs.shape[1] != atoms.shape[0]:
+            raise ValueError(f"probs must have shape (S, {atoms.shape[0]}) to match atoms, got "
+                             f"shape {probs.shape}")
+        bound = check_scalar("w1_bias_bound", self.w1_bias_bound, low=0.0)
+        object.__setattr__(self, "atoms", atoms)
+        object.__setattr__(self, "probs", probs)
+        object.__setattr__(self, "w1_bias_bound", bound)
 
 
 def high_resolution_reference(
@@ -335,7 +527,7 @@ def high_resolution_reference(
 ) -> HighResolutionReference:
     """High-resolution reference: the categorical fixed point with ``m_fine`` atoms on ``support``
     (default: the exact return range of the process, ``fixpoint_rl.envs.dcfp_envs.environment_support``),
-    with its W1 bias bound Δ_fine/(2(1−γ)) (distributional.md §3.5 (i)) reported beside it.
+    with its W1 bias bound Δ_fine/(2(1−γ)) (W1 projection error Δ/2 over a γ-contraction) reported beside it.
 
     Args:
       method: "dcfp" (direct solve), "cdp" (CDP iterated to a sup-Cramér change of 1e-13, whose
@@ -345,8 +537,16 @@ def high_resolution_reference(
     """
     from fixpoint_rl.envs.dcfp_envs import environment_support
 
-    mrp = _as_mrp(mrp, policy)
+    if isinstance(mrp, SparseMarkovRewardProcess):
+        if policy is not None:
+            raise ValueError("policy must be None when mrp is a SparseMarkovRewardProcess")
+        if support is None:
+            raise ValueError("support is required when mrp is a SparseMarkovRewardProcess, got None")
+    else:
+        mrp = _as_mrp(mrp, policy)
     m_fine = check_int("m_fine", m_fine, low=2)
+    # the [S, M_fine] answer, the sparse (S·M_fine)² system (≈ S² M_fine nonzeros) and its LU
+    check_size_budget("m_fine", m_fine, memory_bytes=16 * 8.0 * mrp.n_states ** 2 * m_fine)
     method = check_choice("method", method, ("auto", "dcfp", "cdp"))
     atoms = environment_support(mrp, m_fine) if support is None else _atoms(support)
     gaps = np.diff(atoms)
@@ -369,6 +569,11 @@ def high_resolution_reference(
 def sup_wasserstein1(atoms_p, probs_p, atoms_q, probs_q) -> float:
     """max_x W1(p(x), q(x)) between per-state discrete distributions (exact, merged supports).
 
+    Argument order: each measure as (locations, weights) — the scipy
+    (``scipy.stats.wasserstein_distance``), POT and rlax habit, and the order of every function
+    here that takes explicit atoms. (The grid distances ``wasserstein1`` / ``cramer_distance``
+    take masses only positionally; their locations come by keyword.)
+
     Args:
       atoms_p: [M] shared atoms or [S, M] per-state atoms (e.g. QDP quantiles, sorted MC returns).
       probs_p: [S, M] weights; None means uniform (1/M each, for quantiles and samples).
@@ -376,14 +581,24 @@ def sup_wasserstein1(atoms_p, probs_p, atoms_q, probs_q) -> float:
     """
     atoms_p = as_float_array("atoms_p", atoms_p, ndim=(1, 2))
     atoms_q = as_float_array("atoms_q", atoms_q, ndim=(1, 2))
-    S = None
-    for a, pr in ((atoms_p, probs_p), (atoms_q, probs_q)):
+    if probs_p is not None:
+        probs_p = _solver_probs("probs_p", probs_p)
+    if probs_q is not None:
+        probs_q = _solver_probs("probs_q", probs_q)
+    counts = {}
+    for a_name, a, p_name, pr in (("atoms_p", atoms_p, "probs_p", probs_p),
+                                  ("atoms_q", atoms_q, "probs_q", probs_q)):
         if pr is not None:
-            S = np.shape(pr)[0]
+            counts[p_name] = pr.shape[0]
         elif a.ndim == 2:
-            S = a.shape[0]
-    if S is None:
-        raise ValueError("cannot infer the number of states: give probs or per-state atoms")
+            counts[a_name] = a.shape[0]
+    if not counts:
+        raise ValueError("cannot infer the number of states: give probs_p/probs_q or per-state "
+                         "atoms_p/atoms_q")
+    if len(set(counts.values())) > 1:
+        raise ValueError(f"{' and '.join(counts)} must have the same number of states (rows), got "
+                         f"{', '.join(f'{k}: {v}' for k, v in counts.items())}")
+    S = next(iter(counts.values()))
 
     def expand(a, pr, name):
         a2 = np.broadcast_to(a, (S, a.shape[-1])) if a.ndim == 1 else a
@@ -405,7 +620,7 @@ def sup_wasserstein1(atoms_p, probs_p, atoms_q, probs_q) -> float:
 def sample_stochastic_cdf_bellman(
     mrp, support, n: int, seed, *, policy=None, truncation_tol: float = 1e-10
 ) -> np.ndarray:
-    """Random CDFs from the stochastic categorical CDF Bellman equation (distributional.md §3.4).
+    """Random CDFs from the stochastic categorical CDF Bellman equation (Rowland et al. 2024, arXiv 2402.07598, Eq. 16).
 
     𝔽(x) =ᵈ C_{x X'} 𝔽(X') + c_{x X'} with X' ~ P(x, ·), unrolled along one sampled trajectory per
     draw: 𝔽(x) = c_{X_0X_1} + C_{X_0X_1} c_{X_1X_2} + …, truncated after T steps with
@@ -422,5 +637,8 @@ def sample_stochastic_cdf_bellman(
     rng = as_generator("seed", seed)
     P, R, gamma = _arrays(mrp)
     horizon = _horizon(gamma, float(atoms[-1] - atoms[0]), truncation_tol)
+    # [S, n, M] output; each draw unrolls horizon steps over M atoms
+    S, M = P.shape[0], atoms.shape[0]
+    check_size_budget("n", n, memory_bytes=8.0 * S * n * M, work=float(S) * n * horizon * M)
     return _k._stochastic_cdf_samples(_cum_rows(P), R, gamma, atoms, horizon, n, rng)
 

@@ -1,10 +1,11 @@
-"""MTPO and MTPO-τ on layered dialogue games (Shani et al., NeurIPS 2024; preference.md §2).
+"""MTPO and MTPO-τ on layered dialogue games (Shani et al., NeurIPS 2024;
+arXiv 2405.14655, eqs. 1–2, Theorems 4.2 and B.1–B.3).
 
 Shapes: N states, N_dec decision states, A actions, X contexts, H horizon, T iterations. Policies
 are [N_dec, A] arrays (rows are distributions over the agent's actions at each decision state);
 the layout of a :class:`~fixpoint_rl.envs.dialogue.DialogueGame` is in its module docstring.
 
-* :func:`preference_q_values` — Q^{π,π'}_α and V by backward induction (§2.2): terminal
+* :func:`preference_q_values` — Q^{π,π'}_α and V by backward induction (Shani et al. 2024, arXiv 2405.14655): terminal
   V(x_{H+1}) = P(x_{H+1} ≻ π') with π' rolled out from the initial state;
   Q(x_h, y) = E V(x_{h+1}) − α KL(π‖μ)[x_h], V(x_h) = E_{y~π} Q(x_h, y).
 * :func:`trajectory_kl` — KL_p(π‖π') = E_π Σ_h KL(π‖π')[x_h] (Lemma 3.1), by a forward pass.
@@ -23,6 +24,13 @@ the layout of a :class:`~fixpoint_rl.envs.dialogue.DialogueGame` is in its modul
   continuation values, not MTPO's on-policy Q), certified by exploitability ≤ ``tol``.
 * Baselines: :func:`reward_rl`, :func:`multiturn_rlhf`, :func:`single_turn_rlhf`,
   :func:`single_turn_nash_md`, :func:`learned_preference_game` (see their docstrings).
+
+Valid range (every function here): α > 0 (exercised down to 1e-4: π*_α then comes from the Newton
+continuation, certified by its exploitability), policies row-stochastic (zeros allowed where μ > 0),
+l2 > 0 for the Bradley–Terry fits, sample counts ≥ 1 and iterations ≥ 1 within the work budget of
+``fixpoint_rl.envs.checks.check_size_budget`` (refused up front beyond it, with the estimate).
+Inside it every result is finite (the ``eta``/``kl_mixture`` columns included); outside it a
+``ValueError`` names the argument and value.
 """
 
 from __future__ import annotations
@@ -36,10 +44,12 @@ from fixpoint_rl.envs.checks import (
     check_distribution,
     check_int,
     check_scalar,
+    check_size_budget,
     describe,
 )
 from fixpoint_rl.tabular._jit import Stopwatch
 from fixpoint_rl.tabular._kernels import mtpo as _k
+from fixpoint_rl.tabular._threads import parallel_worthwhile
 from fixpoint_rl.tabular.core.mirror import kl_divergence
 from fixpoint_rl.tabular.core.result import SolverResult
 
@@ -76,8 +86,8 @@ PARALLEL_PAIRS = 100_000
 
 
 class _Arrays:
-    __slots__ = ("game", "starts", "nxt", "probs", "log_ref", "pref", "pref_starts", "final_starts",
-                 "n_dec", "N", "X", "A", "rho")
+    __slots__ = ("game", "starts", "nxt", "nxt32", "layer_starts", "probs", "log_ref", "pref",
+                 "pref_starts", "final_starts", "n_dec", "N", "X", "A", "rho")
 
     def __init__(self, game):
         from fixpoint_rl.envs.dialogue import DialogueGame
@@ -87,6 +97,10 @@ class _Arrays:
         self.game = game
         self.starts = np.asarray(game.transition_starts)
         self.nxt = np.asarray(game.transition_next)
+        # 32-bit unsigned successor indices for the backward sweep (half the index bytes
+        # streamed; unsigned indexing skips Numba's negative-index test)
+        self.nxt32 = self.nxt.astype(np.uint32) if game.num_states < 2**32 else self.nxt
+        self.layer_starts = np.asarray(game.layer_starts, dtype=np.int64)
         self.probs = np.asarray(game.transition_probs)
         self.log_ref = np.log(game.reference)
         self.pref = np.asarray(game.preference_values)
@@ -116,12 +130,18 @@ class _Arrays:
         q = np.empty((self.n_dec, self.A))
         kl = np.empty(self.n_dec)
         out = np.empty((self.n_dec, self.A)) if new_policy is None else new_policy
-        _k._backward_step(pi, self.log_ref, alpha, eta, mode, self.starts, self.nxt, self.probs,
-                          values, q, kl, out)
+        _k._backward_layers(pi, _log_policy(pi), self.log_ref, alpha, eta, mode, self.starts,
+                            self.nxt32, self.probs, values, q, kl, out, self.layer_starts)
         return q, kl, out
 
     def context_average(self, per_state):
         return float(np.dot(self.rho, per_state[: self.X]))
+
+
+def _log_policy(pi: np.ndarray) -> np.ndarray:
+    """log π by one vectorised np.log (−inf where π = 0; the kernels never read those entries)."""
+    with np.errstate(divide="ignore"):
+        return np.log(pi)
 
 
 def _log_normalize(z):
@@ -174,7 +194,10 @@ def trajectory_kl(game, pi, mu):
 
 def _trajectory_kl(arrays, pi, mu):
     reach = arrays.reach(pi)[: arrays.n_dec]
-    per_state = np.asarray(kl_divergence(pi, mu))
+    # μ floored at the smallest normal float64: an iterate whose probability underflowed to 0
+    # (huge η Q̂ at small α) gives a large finite KL instead of +inf (public callers have
+    # already checked that μ > 0 wherever π > 0, so for them the floor changes nothing)
+    per_state = np.asarray(kl_divergence(pi, np.maximum(mu, np.finfo(np.float64).tiny)))
     # reach is conditional on the context; weight each state by ρ(its context)
     weights = arrays.rho[np.asarray(arrays.game.state_context[: arrays.n_dec])]
     return float(np.sum(weights * reach * per_state))
@@ -350,6 +373,10 @@ def multiturn_regularized_nash(game, alpha, *, tol=1e-10, max_iterations=2_000, 
     alpha = _alpha(alpha)
     tol = check_scalar("tol", tol, low=0.0, low_inclusive=False)
     max_iterations = check_int("max_iterations", max_iterations, low=1)
+    # each damped step: a soft best response (backward sweep over the N·A pairs) and up to two
+    # exploitability evaluations
+    check_size_budget("max_iterations", max_iterations,
+                      work=3.0 * max_iterations * float(arrays.N) * arrays.A)
     if damping is not None:
         damping = check_scalar("damping", damping, low=0.0, high=1.0, low_inclusive=False)
     start = _log_normalize(np.log(np.asarray(arrays.game.reference))).ravel()
@@ -362,6 +389,11 @@ def multiturn_regularized_nash(game, alpha, *, tol=1e-10, max_iterations=2_000, 
         z = start
         for stage_alpha in stages:
             z = _newton(arrays, stage_alpha, z)
+        # Newton's answer may already carry the certificate; at tiny α (near-deterministic π*_α)
+        # the damped log-space iteration would only drift away from it
+        newton_gap = _exploitability(arrays, _to_policy(arrays, z), alpha)[0]
+        if newton_gap <= tol:
+            return _to_policy(arrays, z)
         z, gap, certified = _anderson_damped(arrays, alpha, z, tol, max_iterations, damping)
         if certified or gap <= tol:
             return _to_policy(arrays, z)
@@ -501,7 +533,11 @@ def _run(name, variant, game, alpha, iterations, eta, schedule, n_samples, seed,
     arrays = _Arrays(game)
     alpha = _alpha(alpha)
     iterations = check_int("iterations", iterations, low=1)
+    check_size_budget("iterations", iterations, memory_bytes=8.0 * iterations)
     etas = _etas(alpha, iterations, eta, schedule, variant)
+    # the step the schedule would take after the last iteration: the η (and the mixture) that
+    # the metrics report at the final checkpoint t = T
+    next_eta = 2.0 / (alpha * (iterations + 2.0)) if eta is None else float(etas[-1])
     sampling = check_choice("sampling", sampling, SAMPLINGS)
     values_estimate = check_choice("values", values_estimate, VALUE_ESTIMATES)
     paired = sampling == "paired_trajectories"
@@ -512,6 +548,12 @@ def _run(name, variant, game, alpha, iterations, eta, schedule, n_samples, seed,
         raise ValueError(f"values must be 'exact' unless sampling='paired_trajectories', "
                          f"got {values_estimate!r}")
     samples = 0 if n_samples is None else check_int("n_samples", n_samples, low=1)
+    # per iteration: a backward sweep over the N·A state-action pairs, plus X·n sampled paths
+    per_iteration = float(arrays.N) * arrays.A + float(arrays.X) * samples * (arrays.game.horizon + 1)
+    check_size_budget("n_samples" if samples > arrays.N * arrays.A else "iterations",
+                      samples if samples > arrays.N * arrays.A else iterations,
+                      work=per_iteration * iterations,
+                      memory_bytes=8.0 * float(arrays.X) * samples)
     rng = as_generator("seed", seed)
     points = _checkpoint_list(iterations, checkpoints, checkpoint_every)
     ref = np.asarray(arrays.game.reference)
@@ -530,16 +572,18 @@ def _run(name, variant, game, alpha, iterations, eta, schedule, n_samples, seed,
     clock.compile(_k._forward_reach, pi, arrays.starts, arrays.nxt, arrays.probs, arrays.N, arrays.X)
     clock.compile(_k._terminal_values, values, arrays.pref, arrays.pref_starts, arrays.final_starts,
                   arrays.n_dec, values)
-    clock.compile(_k._backward_step, pi, arrays.log_ref, alpha, 0.1, mode, arrays.starts, arrays.nxt,
-                  arrays.probs, values, q, kl, new)
+    log_pi = _log_policy(pi)
+    clock.compile(_k._backward_layers, pi, log_pi, arrays.log_ref, alpha, 0.1, mode, arrays.starts,
+                  arrays.nxt32, arrays.probs, values, q, kl, new, arrays.layer_starts)
     clock.compile(_k._geometric_mixture, pi, arrays.log_ref, 0.1, mix)
     # layers are backed up in parallel on large games (identical results: states of a layer are
     # independent); below ~10^5 state-action pairs thread start-up costs more than it saves
-    parallel = arrays.n_dec * arrays.A >= PARALLEL_PAIRS
-    layer_starts = np.asarray(arrays.game.layer_starts)
+    # (and only when a core is free: two threads on a loaded machine are slower than one)
+    parallel = parallel_worthwhile(arrays.n_dec * arrays.A, PARALLEL_PAIRS)
+    layer_starts = arrays.layer_starts
     if parallel:
-        clock.compile(_k._backward_step_parallel, pi, arrays.log_ref, alpha, 0.1, mode,
-                      arrays.starts, arrays.nxt, arrays.probs, values, q, kl, new, layer_starts)
+        clock.compile(_k._backward_layers_parallel, pi, log_pi, arrays.log_ref, alpha, 0.1, mode,
+                      arrays.starts, arrays.nxt32, arrays.probs, values, q, kl, new, layer_starts)
     if samples:
         clock.compile(_k._sample_final_states, pi, arrays.starts, arrays.nxt, arrays.probs,
                       arrays.X, samples, rng)
@@ -551,13 +595,11 @@ def _run(name, variant, game, alpha, iterations, eta, schedule, n_samples, seed,
         columns["iteration"].append(t)
         columns["kl"].append(_trajectory_kl(arrays, target, pi))
         columns["exploitability"].append(_exploitability(arrays, pi, alpha)[0])
-        columns["eta"].append(etas[t] if t < iterations else np.nan)
+        eta_t = etas[t] if t < iterations else next_eta
+        columns["eta"].append(eta_t)
         if variant == "mtpo_tau":
-            if t < iterations:
-                _k._geometric_mixture(pi, arrays.log_ref, etas[t] * alpha, mix)
-                columns["kl_mixture"].append(_trajectory_kl(arrays, target, mix))
-            else:
-                columns["kl_mixture"].append(np.nan)
+            _k._geometric_mixture(pi, arrays.log_ref, eta_t * alpha, mix)
+            columns["kl_mixture"].append(_trajectory_kl(arrays, target, mix))
 
     record(0)
     done = 0
@@ -587,13 +629,10 @@ def _run(name, variant, game, alpha, iterations, eta, schedule, n_samples, seed,
                                               arrays.N, arrays.X)
                     _k._terminal_values(reach, arrays.pref, arrays.pref_starts, arrays.final_starts,
                                         arrays.n_dec, values)
-                if parallel:
-                    _k._backward_step_parallel(evaluated, arrays.log_ref, alpha, eta_t, mode,
-                                               arrays.starts, arrays.nxt, arrays.probs, values, q,
-                                               kl, new, layer_starts)
-                else:
-                    _k._backward_step(evaluated, arrays.log_ref, alpha, eta_t, mode, arrays.starts,
-                                      arrays.nxt, arrays.probs, values, q, kl, new)
+                # layer by layer, ascending memory order, int32 successors, log π vectorised
+                sweep = _k._backward_layers_parallel if parallel else _k._backward_layers
+                sweep(evaluated, _log_policy(evaluated), arrays.log_ref, alpha, eta_t, mode,
+                      arrays.starts, arrays.nxt32, arrays.probs, values, q, kl, new, layer_starts)
                 pi, new = new, pi
         done = int(point)
         if not np.all(np.isfinite(pi)):
@@ -617,6 +656,11 @@ def mtpo(game, alpha, iterations, eta=None, schedule="theorem", *, n_samples=Non
          init=None, checkpoints=40, checkpoint_every=None, reference_solution=None,
          sampling="opponent_final_states", values="exact"):
     """MTPO (eq. 2): π_{t+1}(y|x) ∝ μ^{αη_t} π_t^{1−αη_t} exp(η_t Q^{π_t,π_t}_α(x, y)), π_0 = μ.
+
+    Valid range: α > 0 (down to 1e-4 and below: π*_α is then computed by Newton continuation, and
+    iterates whose probabilities underflow are floored at 2.2e-308 so every metric stays finite);
+    T ≥ 1 and n_samples ≥ 1 with T·(N·A + X·n·(H+1)) ≤ 10¹¹ elementary steps (larger runs are
+    refused up front with the estimate).
 
     Args:
       game: DialogueGame.
@@ -646,7 +690,8 @@ def mtpo(game, alpha, iterations, eta=None, schedule="theorem", *, n_samples=Non
 
     Returns:
       SolverResult: final π_T [N_dec, A]; metrics iteration, kl (KL_p(π*_α‖π_t)), exploitability,
-      eta (η_t, the step taken from checkpoint t).
+      eta (η_t, the step taken from checkpoint t; at t = T the step the schedule would take
+      next, 2/(α(T+2)) or the constant η, so the column is finite).
     """
     return _run("mtpo", "mtpo", game, alpha, iterations, eta, schedule, n_samples, seed, init,
                 checkpoints, checkpoint_every, reference_solution, sampling, values)
@@ -657,8 +702,9 @@ def mtpo_tau(game, alpha, iterations, eta=None, schedule="theorem", *, n_samples
              sampling="opponent_final_states", values="exact"):
     """MTPO-τ (multi-turn Nash-MD): π^α_t ∝ π_t^{1−η_tα} μ^{η_tα};
     π_{t+1} ∝ π^α_t exp(η_t Q^{π^α_t,π^α_t}_α). Theorem B.2: KL_p(π*‖π^α_t) ≤ 9HQ²/(α²(t+1)).
-    Arguments as :func:`mtpo` (samples are drawn from the mixture). Extra metric kl_mixture
-    (KL_p(π*_α‖π^α_t), NaN at the last checkpoint)."""
+    Arguments and valid range as :func:`mtpo` (samples are drawn from the mixture). Extra metric
+    kl_mixture (KL_p(π*_α‖π^α_t), with π^α_T at the last checkpoint formed with the next step
+    η_T, as the ``eta`` column reports)."""
     return _run("mtpo_tau", "mtpo_tau", game, alpha, iterations, eta, schedule, n_samples, seed,
                 init, checkpoints, checkpoint_every, reference_solution, sampling, values)
 
@@ -702,6 +748,16 @@ def reward_rl(game, alpha, reward=None):
     policy, values = soft_best_response(game, reward, alpha)
     wall = time.perf_counter() - start
     return _one_shot("reward_rl", game, policy, alpha, {}, {"values": values}, wall)
+
+
+def _check_pairs(name, n_pairs, arrays, per_pair=1.0):
+    """A comparison count ≥ 1 whose sampled trajectories ([2n] final states, path draws of
+    length H+1) fit the work and memory budgets; ``per_pair`` multiplies (e.g. per state)."""
+    n_pairs = check_int(name, n_pairs, low=1)
+    total = float(n_pairs) * per_pair
+    check_size_budget(name, n_pairs, work=total * (arrays.game.horizon + 1) * 10,
+                      memory_bytes=4 * 8.0 * total)
+    return n_pairs
 
 
 def _sample_pairs(arrays, n_pairs, rng):
@@ -782,11 +838,12 @@ def multiturn_rlhf(game, alpha, *, n_pairs=None, seed=0, l2=1e-3):
     arrays = _Arrays(game)
     alpha = _alpha(alpha)
     l2 = check_scalar("l2", l2, low=0.0, low_inclusive=False)
+    rng = as_generator("seed", seed)  # validated even when unused (n_pairs=None)
     start = time.perf_counter()
     if n_pairs is None:
         wins = _population_pairs(arrays)
     else:
-        wins = _sample_pairs(arrays, check_int("n_pairs", n_pairs, low=1), as_generator("seed", seed))
+        wins = _sample_pairs(arrays, _check_pairs("n_pairs", n_pairs, arrays), rng)
     reward = np.concatenate([_fit_bradley_terry(w, l2) for w in wins])
     policy, _ = soft_best_response(game, reward, alpha)
     wall = time.perf_counter() - start
@@ -800,7 +857,7 @@ def learned_preference_game(game, *, n_pairs, seed=0, prior=1.0):
     import dataclasses
 
     arrays = _Arrays(game)
-    n_pairs = check_int("n_pairs", n_pairs, low=1)
+    n_pairs = _check_pairs("n_pairs", n_pairs, arrays)
     prior = check_scalar("prior", prior, low=0.0, low_inclusive=False)
     wins = _sample_pairs(arrays, n_pairs, as_generator("seed", seed))
     blocks = []
@@ -890,7 +947,8 @@ def _single_turn(name, game, alpha, signal, n_pairs, n_rollouts, seed, solve):
     alpha = _alpha(alpha)
     signal = check_choice("signal", signal, ("immediate", "continuation"))
     if n_rollouts is not None:
-        n_rollouts = check_int("n_rollouts", n_rollouts, low=1)
+        # n rollouts per (decision state, action), each a μ-continuation of ≤ H + 1 steps
+        n_rollouts = _check_pairs("n_rollouts", n_rollouts, arrays, per_pair=float(arrays.n_dec) * arrays.A)
     rng = as_generator("seed", seed)
     start = time.perf_counter()
     turn_game = _turn_level_game(game, signal, n_rollouts, rng)
@@ -908,8 +966,8 @@ def single_turn_rlhf(game, alpha, *, signal="continuation", n_pairs=None, n_roll
     judged after μ-continuation of both branches, exact or ``n_rollouts`` MC samples). A BT reward
     r̂(x, y) is fitted per state (from ``n_pairs`` μ-sampled comparisons per state, or the
     population limit) and π(y|x) ∝ μ exp(r̂/α). Returns a SolverResult (single checkpoint)."""
-    if n_pairs is not None:
-        n_pairs = check_int("n_pairs", n_pairs, low=1)
+    if n_pairs is not None:  # n_pairs comparisons per decision state
+        n_pairs = _check_pairs("n_pairs", n_pairs, _Arrays(game), per_pair=_Arrays(game).n_dec)
 
     def solve(turn_game, alpha, rng):
         pairs = None if n_pairs is None else n_pairs * turn_game.num_contexts
@@ -924,8 +982,8 @@ def single_turn_nash_md(game, alpha, *, signal="continuation", n_pairs=None, n_r
     of Nash-MD, NLHF Theorem 1) of the turn-level preference game (signals as in
     :func:`single_turn_rlhf`; with ``n_pairs`` the tabular preference learned from that many
     μ-sampled comparisons per state). Returns a SolverResult (single checkpoint)."""
-    if n_pairs is not None:
-        n_pairs = check_int("n_pairs", n_pairs, low=1)
+    if n_pairs is not None:  # n_pairs comparisons per decision state
+        n_pairs = _check_pairs("n_pairs", n_pairs, _Arrays(game), per_pair=_Arrays(game).n_dec)
 
     def solve(turn_game, alpha, rng):
         if n_pairs is not None:

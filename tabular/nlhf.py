@@ -1,7 +1,8 @@
 """Tabular Nash learning from human feedback: Nash-MD and the algorithms it is compared with.
 
 Munos et al., "Nash Learning from Human Feedback", ICML 2024 (arXiv 2312.00886); Nash-MP from
-Tiapkin et al. 2025 (arXiv 2505.19731). Notes: ``shared/papers/preference.md`` §1, §8, §10.
+Tiapkin et al. 2025 (arXiv 2505.19731). Regularised game: Munos et al., Proposition 1; Nash-MD and its rate: Munos et al., Theorem 1;
+Nash-MP: Tiapkin et al., the two-step proximal update.
 
 One Nash-MD iteration (NLHF §4, η_t τ ≤ 1):
   1. geometric mixture  π^μ_t ∝ π_t^(1−η_t τ) μ^(η_t τ)                    (the regularised opponent)
@@ -20,6 +21,13 @@ at checkpoints, by default ~40 log-spaced ones (``checkpoints=``), or every n it
 Sampled versions (``n_samples=n``): each iteration, every response y is compared with n fresh
 opponents y' drawn from the opponent policy and the payoff P(y ≻ π') is replaced by the fraction of
 n Bernoulli(P(y ≻ y')) outcomes it wins. Seeded (``seed``), so the same seed gives the same numbers.
+
+Valid range (every function here): τ > 0 (exercised down to 1e-4, and π*_τ down to 1e-6), μ with
+full support (μ_min down to 1e-12 and below), K up to thousands, constant steps with ητ ≤ 1;
+iterations ≥ 1 with iterations·X·K·(K + n_samples) ≤ 10¹¹ elementary steps (larger runs are
+refused up front with the estimate, see ``fixpoint_rl.envs.checks.check_size_budget``). Inside it
+every result is finite: KL metrics are computed from log-probabilities, so a probability that
+underflows to 0 does not make them +inf. Outside it: ``ValueError`` naming the argument and value.
 """
 
 from __future__ import annotations
@@ -32,14 +40,16 @@ from fixpoint_rl.envs.checks import (
     check_distribution,
     check_int,
     check_scalar,
+    check_size_budget,
     describe,
 )
 from fixpoint_rl.envs.preference import PreferenceGame
 from fixpoint_rl.tabular._jit import Stopwatch
 from fixpoint_rl.tabular._kernels import nlhf as _k
+from fixpoint_rl.tabular._threads import numba_threads, parallel_worthwhile
 from fixpoint_rl.tabular.core.mirror import (
     geometric_mixture_log,
-    kl_divergence,
+    log_softmax,
     mirror_step_log,
     softmax,
 )
@@ -61,6 +71,11 @@ __all__ = [
 ]
 
 SCHEDULES = ("constant", "theorem")
+# Exact-payoff blocks run on two threads (when a core is free, ``_threads.parallel_worthwhile``)
+# from X·K² ≥ PARALLEL_WORK (contexts split) or, for one context, K² ≥ PARALLEL_ROWS_WORK (rows of
+# each P·π split): below these a parallel region's start-up costs about as much as it saves.
+PARALLEL_WORK = 2**20
+PARALLEL_ROWS_WORK = 250_000
 
 
 # --------------------------------------------------------------------------------------------
@@ -93,6 +108,10 @@ def _log(p):
 def nash_md_step(pi, ref, pref, eta, tau):
     """One Nash-MD step (NLHF §4): π⁺ ∝ π^μ exp(η P(y ≻ π^μ)), π^μ ∝ π^(1−ητ) μ^(ητ).
 
+    Valid range: π any distribution (zeros allowed: with ητ = 1 the mixture is exactly μ, by the
+    convention 0⁰ = 1), μ with full support (μ_min down to 1e-300), η > 0, τ > 0, ητ ≤ 1; the
+    result is then a finite distribution. Outside it, ``ValueError`` naming the argument.
+
     Args:
       pi: [K] or [X, K] current policy π_t.
       ref: reference μ, same shape, full support.
@@ -113,7 +132,7 @@ def self_play_md_step(pi, ref, pref, eta, tau):
     """One self-play (magnetic) mirror-descent step, the single-turn case of MTPO (MTPO eq. 2).
 
     π⁺ ∝ μ^(ητ) π^(1−ητ) exp(η P(y ≻ π)); shapes and arguments as in :func:`nash_md_step`.
-    π*_τ is an exact fixed point for every η (preference.md §10.2 item 9).
+    π*_τ is an exact fixed point for every η (self-play mirror descent, Shani et al. 2024, arXiv 2405.14655, eq. 2).
     """
     pi, ref, pref, eta, tau = _step_inputs(pi, ref, pref, eta, tau)
     check_scalar("eta * tau", eta * tau, high=1.0)
@@ -122,7 +141,7 @@ def self_play_md_step(pi, ref, pref, eta, tau):
 
 
 def nash_mirror_prox_step(pi, ref, pref, eta, tau):
-    """One Nash-MP iteration (Tiapkin et al. 2025; preference.md §8.1). Returns (π_{k+½}, π_{k+1}).
+    """One Nash-MP iteration (Tiapkin et al. 2025, arXiv 2505.19731). Returns (π_{k+½}, π_{k+1}).
 
     π_{k+½} ∝ exp([η P(y ≻ π_k) + ητ log μ + log π_k]/(1+ητ)),
     π_{k+1} ∝ exp([η P(y ≻ π_{k+½}) + ητ log μ + log π_k]/(1+ητ)).
@@ -135,10 +154,17 @@ def nash_mirror_prox_step(pi, ref, pref, eta, tau):
     return half, full
 
 
+def _check_iterations(iterations):
+    """An iteration count ≥ 1 whose per-iteration step-size array [T] fits in memory."""
+    iterations = check_int("iterations", iterations, low=1)
+    check_size_budget("iterations", iterations, memory_bytes=8.0 * iterations)
+    return iterations
+
+
 def theorem_step_sizes(tau, iterations):
     """Theorem 1's schedule η_t = 2/(τ(t+2)), t = 0 … T−1 ([T]); η_0 τ = 1."""
     tau = check_scalar("tau", tau, low=0.0, low_inclusive=False)
-    iterations = check_int("iterations", iterations, low=1)
+    iterations = _check_iterations(iterations)
     return 2.0 / (tau * (np.arange(iterations, dtype=np.float64) + 2.0))
 
 
@@ -201,9 +227,18 @@ def _context_weights(game, n_ctx):
     return np.full(n_ctx, 1.0 / n_ctx) if weights is None else np.asarray(weights, dtype=np.float64)
 
 
-def _kl_to(target, pi, weights):
-    """E_{x~ρ} KL(target_x ‖ π_x) for [X, K] arrays."""
-    return float(kl_divergence(target, pi) @ weights)
+def _kl_to(target, pi, weights, log_pi=None):
+    """E_{x~ρ} KL(target_x ‖ π_x) for [X, K] arrays, from log π when available.
+
+    Computed in log space so that a probability that underflows to 0 (log π finite but below
+    −745) does not turn the KL into +inf; without ``log_pi``, π is floored at the smallest normal
+    float64 (2.2e-308), which can only under-state a KL that is already ≥ 700·target mass.
+    """
+    if log_pi is None:
+        log_pi = np.log(np.maximum(pi, np.finfo(np.float64).tiny))
+    positive = target > 0
+    terms = np.where(positive, target * (np.log(np.where(positive, target, 1.0)) - log_pi), 0.0)
+    return float(terms.sum(axis=-1) @ weights)
 
 
 def _run(
@@ -232,6 +267,11 @@ def _run(
     avg = pi.copy()
     rng = as_generator("seed", seed)
     samples = 0 if n_samples is None else check_int("n_samples", n_samples, low=1)
+    # per iteration and context: a K×K payoff product, or K·n sampled comparisons
+    n_ctx, k = ref.shape
+    per_iteration = float(n_ctx) * k * (k + samples)
+    culprit = ("n_samples", samples) if samples > k else ("iterations", iterations)
+    check_size_budget(*culprit, work=per_iteration * iterations)
     if reference is None:
         target = _oracle(game, tau).reshape(ref.shape)
     else:
@@ -243,13 +283,25 @@ def _run(
     clock.compile(
         _k._run_block, method, log_pi, pi, log_ref, pref, etas[:1], tau, mixture, avg, 0, samples, rng
     )
+    # Exact payoffs: run context by context (each context's P stays in cache for a whole block),
+    # on two threads when the work is large and a core is free (bitwise the same results).
+    # Contexts are split over the threads; a single large-K context splits each P·π product's rows.
+    block = None
+    if samples == 0:
+        block = _k._run_block_contexts if n_ctx > 1 else _k._run_block_rows
+        if n_ctx == 1 and not parallel_worthwhile(k * k, PARALLEL_ROWS_WORK):
+            block = None  # small single context: the serial kernel (no parallel-region overhead)
+        threads = 2 if parallel_worthwhile(n_ctx * k * k, PARALLEL_WORK) else 1
+    if block is not None:
+        with numba_threads(threads):
+            clock.compile(block, method, log_pi, pi, log_ref, pref, etas[:1], tau, mixture, avg, 0)
     columns = {"iteration": [], "kl": [], "exploitability": []}
     if method == _k.FICTITIOUS_PLAY:
         columns.update({"kl_average": [], "exploitability_average": []})
 
     def record(t):
         columns["iteration"].append(t)
-        columns["kl"].append(_kl_to(target, pi, rho))
+        columns["kl"].append(_kl_to(target, pi, rho, log_pi))
         columns["exploitability"].append(_exploitability(game, _shape_out(pi, contextual), tau))
         if method == _k.FICTITIOUS_PLAY:
             columns["kl_average"].append(_kl_to(target, avg, rho))
@@ -261,10 +313,15 @@ def _run(
     record(0)
     for point in points[1:]:
         with clock.running():
-            _k._run_block(
-                method, log_pi, pi, log_ref, pref, etas[done:point], tau, mixture, avg, done,
-                samples, rng,
-            )
+            if block is None:
+                _k._run_block(
+                    method, log_pi, pi, log_ref, pref, etas[done:point], tau, mixture, avg, done,
+                    samples, rng,
+                )
+            else:
+                with numba_threads(threads):
+                    block(method, log_pi, pi, log_ref, pref, etas[done:point], tau, mixture, avg,
+                          done)
         done = int(point)
         if not np.all(np.isfinite(log_pi)):
             raise FloatingPointError(f"{name} produced non-finite log-probabilities at t={done}")
@@ -291,7 +348,7 @@ def _run(
 
 def _schedule_etas(tau, iterations, eta, schedule):
     tau = check_scalar("tau", tau, low=0.0, low_inclusive=False)
-    iterations = check_int("iterations", iterations, low=1)
+    iterations = _check_iterations(iterations)
     schedule = check_choice("schedule", schedule, SCHEDULES)
     if schedule == "theorem":
         if eta is not None:
@@ -334,7 +391,7 @@ def nash_md(
       iterations: T ≥ 1.
       eta: constant step (schedule="constant", ητ ≤ 1); must be None for schedule="theorem".
       schedule: "theorem" (η_t = 2/(τ(t+2)), KL_T ≤ 8/(τ²(T+1))) or "constant" (converges to the
-        biased point π ∝ μ exp(P(y ≻ π^(ητ))/τ), preference.md §10.2 item 8).
+        biased point π ∝ μ exp(P(y ≻ π^(ητ))/τ); derived from the stationarity of the update).
       n_samples: None for exact payoffs; n ≥ 1 for the sampled version (n Bernoulli comparisons
         per response and iteration, opponents drawn from π^μ_t).
       seed: int or Generator for the sampled version.
@@ -407,7 +464,7 @@ def online_mirror_descent(
 def nash_mirror_prox(
     game, tau, iterations, eta=1.0, *, init=None, reference=None, checkpoints=40, checkpoint_every=None
 ):
-    """Nash Mirror Prox (Tiapkin et al. 2025, preference.md §8.1): two prox steps per iteration.
+    """Nash Mirror Prox (Tiapkin et al. 2025, arXiv 2505.19731): two prox steps per iteration.
 
     π_{k+½} ∝ exp([η P(y ≻ π_k) + ητ log μ + log π_k]/(1+ητ)),
     π_{k+1} ∝ exp([η P(y ≻ π_{k+½}) + ητ log μ + log π_k]/(1+ητ)).
@@ -415,7 +472,7 @@ def nash_mirror_prox(
     iteration costs two P·π products (``iterations`` counts iterations, not oracle calls).
     """
     tau = check_scalar("tau", tau, low=0.0, low_inclusive=False)
-    iterations = check_int("iterations", iterations, low=1)
+    iterations = _check_iterations(iterations)
     eta = check_scalar("eta", eta, low=0.0, low_inclusive=False)
     return _run(
         "nash_mirror_prox", _k.NASH_MP, game, tau, np.full(iterations, eta), init=init, reference=reference,
@@ -433,7 +490,7 @@ def fictitious_play(game, tau, iterations, *, init=None, reference=None, checkpo
     ``extras["average"]`` is π̄_T.
     """
     tau = check_scalar("tau", tau, low=0.0, low_inclusive=False)
-    iterations = check_int("iterations", iterations, low=1)
+    iterations = _check_iterations(iterations)
     return _run(
         "fictitious_play", _k.FICTITIOUS_PLAY, game, tau, np.ones(iterations), init=init, reference=reference,
         checkpoints=checkpoints, checkpoint_every=checkpoint_every, n_samples=None, seed=0,
@@ -462,11 +519,11 @@ def nash_md_pg(
       g = E_{y~π_θ} ∇_θ log π_θ(y) [P(y ≻ π') − ½ − τ log(π_θ(y)/μ(y))],  θ ← θ + lr·g.
     Sampled (``n_samples=n``): the mean of n single-sample estimates with y ~ π_θ, y' ~ π' and the
     preference probability P(y ≻ y') in place of P(y ≻ π').
-    Stationary point: π ∝ μ exp(P(y ≻ π^β)/τ), which is π*_τ only for β = 0 (preference.md §10.2
-    item 8).
+    Stationary point: π ∝ μ exp(P(y ≻ π^β)/τ), which is π*_τ only for β = 0 (derived from the
+    stationarity of the expected update; Nash-MD-PG as in Munos et al. 2024, arXiv 2312.00886).
     """
     tau = check_scalar("tau", tau, low=0.0, low_inclusive=False)
-    iterations = check_int("iterations", iterations, low=1)
+    iterations = _check_iterations(iterations)
     learning_rate = check_scalar("learning_rate", learning_rate, low=0.0, low_inclusive=False)
     mixture = check_scalar("mixture", mixture, low=0.0, high=1.0)
     return _run(
@@ -482,7 +539,7 @@ def _seed_repr(seed):
     return seed if isinstance(seed, (int, np.integer)) else repr(seed)
 
 
-def _one_shot(name, game, tau, pi_ctx, contextual, config, extras, wall_s, reference=None):
+def _one_shot(name, game, tau, pi_ctx, contextual, config, extras, wall_s, reference=None, log_pi=None):
     if tau > 0 and reference is not None:
         shape = pi_ctx.shape if contextual else pi_ctx.shape[1:]
         target = check_distribution("reference", reference, shape=shape).reshape(pi_ctx.shape)
@@ -490,14 +547,15 @@ def _one_shot(name, game, tau, pi_ctx, contextual, config, extras, wall_s, refer
         target = _oracle(game, tau).reshape(pi_ctx.shape) if tau > 0 else None
     final = _shape_out(pi_ctx, contextual)
     if target is not None:
-        kl = _kl_to(target, pi_ctx, _context_weights(game, pi_ctx.shape[0]))
+        kl = _kl_to(target, pi_ctx, _context_weights(game, pi_ctx.shape[0]), log_pi)
         gap = _exploitability(game, final, tau)
         extras = {"reference_solution": _shape_out(target, contextual), **extras}
-    else:
-        kl, gap = np.nan, _exploitability(game, final, 0.0)
+        metrics = {"iteration": np.array([1]), "kl": np.array([kl]), "exploitability": np.array([gap])}
+    else:  # τ = 0: no unique π*_0 to measure a KL against, so no "kl" column
+        metrics = {"iteration": np.array([1]), "exploitability": np.array([_exploitability(game, final, 0.0)])}
     return SolverResult(
         final=final,
-        metrics={"iteration": np.array([1]), "kl": np.array([kl]), "exploitability": np.array([gap])},
+        metrics=metrics,
         wall_time_s=wall_s,
         compile_time_s=0.0,
         config={"solver": name, **config},
@@ -517,10 +575,12 @@ def best_response_to_reference(game, tau, *, reference=None):
     tau = check_scalar("tau", tau, low=0.0, low_inclusive=False)
     start = time.perf_counter()
     pref, ref, contextual = _game_arrays(game)
-    pi = softmax(np.log(ref) + _payoff(pref, ref) / tau)
+    log_pi = log_softmax(np.log(ref) + _payoff(pref, ref) / tau)
+    pi = np.exp(log_pi)
     wall = time.perf_counter() - start
     return _one_shot(
-        "best_response_to_reference", game, tau, pi, contextual, dict(tau=tau), {}, wall, reference
+        "best_response_to_reference", game, tau, pi, contextual, dict(tau=tau), {}, wall, reference,
+        log_pi,
     )
 
 
@@ -570,7 +630,8 @@ def rlhf_bradley_terry(game, tau, *, n_pairs=None, seed=0, reference=None):
     2. Return π ∝ μ exp(r/τ); τ = 0 returns the unregularised RLHF policy, uniform over argmax r.
 
     Returns:
-      SolverResult: one checkpoint; ``kl`` = KL(π*_τ‖π) (NaN for τ = 0), ``exploitability`` (at τ);
+      SolverResult: one checkpoint; ``kl`` = KL(π*_τ‖π) (no ``kl`` column for τ = 0),
+      ``exploitability`` (at τ);
       ``extras["reward"]`` the fitted r ([K] or [X, K], normalised to E_μ r = 0).
     """
     import time
@@ -579,6 +640,9 @@ def rlhf_bradley_terry(game, tau, *, n_pairs=None, seed=0, reference=None):
     pref, ref, contextual = _game_arrays(game)
     if n_pairs is not None:
         n_pairs = check_int("n_pairs", n_pairs, low=1)
+        # three [n_pairs] draws per context, plus the backtracking Newton fit
+        check_size_budget("n_pairs", n_pairs, memory_bytes=3 * 8.0 * n_pairs * ref.shape[0],
+                          work=10.0 * n_pairs * ref.shape[0])
     rng = as_generator("seed", seed)
     start = time.perf_counter()
     rewards = np.empty_like(ref)
@@ -597,8 +661,10 @@ def rlhf_bradley_terry(game, tau, *, n_pairs=None, seed=0, reference=None):
             ridge = 1e-6
 
         rewards[x] = _fit_bradley_terry(weights, mu, ridge)
+    log_pi = None
     if tau > 0:
-        pi = softmax(np.log(ref) + rewards / tau)
+        log_pi = log_softmax(np.log(ref) + rewards / tau)
+        pi = np.exp(log_pi)
     else:
         top = rewards >= rewards.max(axis=-1, keepdims=True) - 1e-9
         pi = top / top.sum(axis=-1, keepdims=True)
@@ -606,5 +672,5 @@ def rlhf_bradley_terry(game, tau, *, n_pairs=None, seed=0, reference=None):
     return _one_shot(
         "rlhf_bradley_terry", game, tau, pi, contextual,
         dict(tau=tau, n_pairs=n_pairs, seed=_seed_repr(seed)),
-        {"reward": _shape_out(rewards, contextual)}, wall, reference,
+        {"reward": _shape_out(rewards, contextual)}, wall, reference, log_pi,
     )

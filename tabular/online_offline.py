@@ -1,6 +1,7 @@
 """The online–offline gap on softmax contextual bandits (Tang et al. 2024, arXiv 2405.08448).
 
-Notes: ``preference.md`` §4 (protocol and findings, [S]) and §10.3 (identities, [D]). A Gao et
+Tang et al., "Understanding the performance gap between online and offline alignment" (2024;
+arXiv 2405.08448), their controlled online-vs-offline protocol; closed forms derived in the tests. A Gao et
 al.-style controlled loop, in miniature (X contexts, K responses, N triples, B batch, T steps):
 
   1. A *golden* preference P [X, K, K] (Bradley–Terry plus a non-transitive part) labels an offline
@@ -16,13 +17,17 @@ Ablations (paper §4 findings 2–3): offline IPO on *all* online samples, in th
 or shuffled; and offline IPO on a dataset sampled from the final online policy (golden labels).
 
 Exact facts this module relies on and the tests check: with exact expected gradients, online IPO
-converges to the regularised Nash equilibrium π ∝ π_ref·exp(2P̂(y ≻ π)/β) (τ = β/2, §10.3 item 15);
+converges to the regularised Nash equilibrium π ∝ π_ref·exp(2P̂(y ≻ π)/β) (τ = β/2; derived, checked in the tests);
 with two responses offline and online IPO have the same optimum σ(logit π_ref + (2p − 1)/β)
-(§10.1 item 2); and the population offline-IPO optimum with π_ref coverage, π_ref·exp(2P(y ≻
+(derived); and the population offline-IPO optimum with π_ref coverage, π_ref·exp(2P(y ≻
 π_ref)/β), is the Gibbs tilt that maximises the golden win rate against π_ref at its KL
 (:func:`max_win_rate_at_kl`). So in the exact tabular setting the offline frontier is optimal, and
 the paper's online advantage (an empirical finding with neural policies) can only come from finite
 data, proxy error and optimisation — it is measured here, not assumed.
+
+Valid range: β > 0, l2 > 0 (down to 1e-300: the Bradley–Terry fit then takes minimum-norm Newton
+steps), steps·batch_size within the work budget of ``fixpoint_rl.envs.checks.check_size_budget``,
+boolean flags True/False only. Outside it ``ValueError`` names the argument.
 """
 
 from __future__ import annotations
@@ -37,11 +42,13 @@ from ..envs.checks import (
     as_generator,
     check_choice,
     check_distribution,
+    check_bool,
     check_int,
     check_scalar,
+    check_size_budget,
 )
 from .core.mirror import kl_divergence, softmax
-from .core.preference_losses import GPO_KINDS, gpo_loss_derivative
+from .core.preference_losses import check_kind, gpo_loss_derivative
 from .core.result import SolverResult
 from .gpo import (
     _check_pref,
@@ -98,13 +105,19 @@ def fit_proxy_preference(context, winner, loser, num_contexts, num_responses, *,
     seen in the data get a preference through the shared rewards: the proxy generalises.
 
     Args:
-      context, winner, loser: [N] int arrays; num_contexts: X; num_responses: K; l2: > 0.
+      context, winner, loser: [N] int arrays; num_contexts: X; num_responses: K; l2: > 0 (any
+        positive value: for l2 far below the data's curvature, e.g. 1e-300, the directions the
+        data do not pin down — a context's common shift, responses never compared — are left at
+        0 by a minimum-norm (pseudo-inverse) Newton step instead of a singular solve).
 
     Returns:
       [X, K, K] proxy preference.
     """
     num_contexts = check_int("num_contexts", num_contexts, low=1)
     num_responses = check_int("num_responses", num_responses, low=2)
+    check_size_budget("num_responses" if num_responses ** 2 > num_contexts else "num_contexts",
+                      num_responses if num_responses ** 2 > num_contexts else num_contexts,
+                      memory_bytes=6 * 8.0 * num_contexts * num_responses ** 2)
     l2 = check_scalar("l2", l2, low=0.0, low_inclusive=False)
     weights = empirical_pair_weights(context, winner, loser, num_contexts, num_responses)
     zero = np.zeros((num_contexts, num_responses))
@@ -116,15 +129,19 @@ def fit_proxy_preference(context, winner, loser, num_contexts, num_responses, *,
         if np.max(np.abs(gradient)) < 1e-12:
             break
         hessian = _hessian(reward, zero, weights, 1.0, "logistic") + l2 * eye
-        reward = reward - np.linalg.solve(hessian, gradient[:, :, None])[:, :, 0]
+        # symmetric positive semi-definite up to rounding: the pseudo-inverse (eigenvalues below
+        # 1e-12 of the largest dropped) is the exact inverse when l2 is not negligible and the
+        # minimum-norm step when it is
+        step = np.linalg.pinv(hessian, rcond=1e-12, hermitian=True) @ gradient[:, :, None]
+        reward = reward - step[:, :, 0]
     return bradley_terry_preference(reward)
 
 
 def regularized_nash_ipo(ref, pref, beta, *, iterations=20000, damping=0.05, tolerance=1e-13):
     """π ∝ π_ref·exp(2P(y ≻ π)/β): the fixed point of online IPO (regularised Nash, τ = β/2).
 
-    Damped fixed-point iteration π ← (1 − d)π + d·softmax(log π_ref + 2Pπ/β) (§10, Appendix A
-    ``reg_nash``); an oracle for :func:`online_gpo`, independent of its gradient code.
+    Damped fixed-point iteration π ← (1 − d)π + d·softmax(log π_ref + 2Pπ/β), a
+    plain NumPy loop; an oracle for :func:`online_gpo`, independent of its gradient code.
 
     Returns:
       [X, K] the fixed point (raises ValueError if it has not converged).
@@ -216,11 +233,17 @@ def _common(ref, beta, kind, steps, batch_size, learning_rate, num_checkpoints, 
             context_probs):
     ref = _check_ref(ref)
     beta = check_scalar("beta", beta, low=0.0, low_inclusive=False)
-    kind = check_choice("kind", kind, GPO_KINDS)
+    kind = check_kind(kind)
     steps = check_int("steps", steps, low=1)
     batch_size = check_int("batch_size", batch_size, low=1)
+    # steps · batch_size sampled pairs (each a few draws and a K-sized log-softmax), and
+    # [batch_size] arrays per step
+    culprit = ("batch_size", batch_size) if batch_size > steps else ("steps", steps)
+    check_size_budget(*culprit, work=float(steps) * batch_size * (ref.shape[1] + 10),
+                      memory_bytes=8 * 8.0 * batch_size)
     learning_rate = check_scalar("learning_rate", learning_rate, low=0.0, low_inclusive=False)
     num_checkpoints = check_int("num_checkpoints", num_checkpoints, low=2)
+    check_size_budget("num_checkpoints", num_checkpoints, memory_bytes=8.0 * 16 * num_checkpoints)
     shape3 = (ref.shape[0], ref.shape[1], ref.shape[1])
     golden = None if golden_pref is None else _check_pref(golden_pref, shape=shape3, name="golden_pref")
     nu = _context_probs(context_probs, ref.shape[0])
@@ -440,6 +463,7 @@ def kl_win_rate_frontier(
         raise ValueError(f"betas must be a non-empty array of positive numbers, got {betas!r}")
     coverage = ref if coverage is None else check_distribution("coverage", coverage, shape=ref.shape)
     learning_rate = check_scalar("learning_rate", learning_rate, low=0.0, low_inclusive=False)
+    ablations = check_bool("ablations", ablations)
     rng = as_generator("seed", seed)
     num_contexts, num_responses = ref.shape
     data = sample_preference_dataset(golden, coverage, num_samples, rng)

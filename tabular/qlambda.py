@@ -1,14 +1,15 @@
 """Off-policy distributional Q(λ) against distributional Retrace and tree-backup (tabular).
 
 Paper: Tang, Rowland, Munos, Ávila Pires, Dabney, "Off-policy Distributional Q(λ): Distributional
-RL without Importance Sampling" (AISTATS 2026). Formulas: ``shared/papers/distributional.md`` §2.
+RL without Importance Sampling" (AISTATS 2026; arXiv 2402.05766). The trace table follows Munos et al.
+2016 (Retrace, arXiv 1606.02647, Table 1) and Harutyunyan et al. 2016 (Q(λ), arXiv 1602.04951).
 
-One application of the expected operator (general trace family, §2.2):
+One application of the expected operator (general trace family; Munos et al. 2016, arXiv 1606.02647, Table 1):
 
   𝒜η(x, a) = η(x, a) + E_μ[Σ_{t≥0} c_{1:t} (B_t η(X_{t+1}, π) − B_{t−1} η(X_t, A_t))],
   c_t = λ (Q(λ), no μ needed), λ·min(1, π/μ) (Retrace), λ·π (tree-backup),
 
-computed by the recursive form (§2.2, "what to implement in tabular code")
+computed by the recursive form (a backward recursion equivalent to the trajectory form)
 
   1. D(x') = Σ_{a'} (π(a'|x') − ρ(x', a')) η(x', a'),  ρ(x', a') = μ(a'|x') c(x', a');
   2. U(x, a) = Π_C Σ_{x', r} P(x', r | x, a) (b_{r,γ})_# [D(x') + Σ_{a'} ρ(x', a') U(x', a')]
@@ -18,12 +19,18 @@ computed by the recursive form (§2.2, "what to implement in tabular code")
      (atoms G_{0:t} + γ^{t+1} z), by exact enumeration of all H-step paths (small MDPs only).
 
 Per-step projection: the fixed point is the one-step categorical fixed point η_C of Π_C T^π for
-every λ and μ (§2.3). Shapes: S states, A actions, M atoms, T iterations, n window length.
+every λ and μ (derived; checked in the tests). Shapes: S states, A actions, M atoms, T iterations, n window length.
+
+Valid range: λ ∈ [0, 1], γ ∈ [0, 1), policies row-stochastic, η of total mass 1 per (s, a)
+(signed masses allowed), tol > 0; iteration caps, horizons, sample counts and probe counts within
+the work budget of ``fixpoint_rl.envs.checks.check_size_budget`` (refused up front beyond it, with
+the estimate). Inside it results are finite; outside it ``ValueError`` names the argument.
 """
 
 from __future__ import annotations
 
 import functools
+import numbers
 
 import numpy as np
 
@@ -34,11 +41,15 @@ from ..envs.checks import (
     check_distribution,
     check_int,
     check_scalar,
+    check_size_budget,
+    describe,
 )
 from ..envs.mdp import TabularMDP, check_policy
 from ._jit import Stopwatch
 from ._kernels import qlambda as _k
+from ._threads import blas_threads, blas_threads_for
 from .core.categorical import CategoricalSupport, cramer_distance, distribution_mean
+from .core.multistep import sampled_multistep_target
 from .core.result import SolverResult
 
 __all__ = [
@@ -49,6 +60,7 @@ __all__ = [
     "iterate_distributional_operator",
     "monte_carlo_returns",
     "policy_q_values",
+    "q_lambda_bound_from_mismatch",
     "q_lambda_contraction_bound",
     "sampled_distributional_target",
     "trace_coefficients",
@@ -132,6 +144,21 @@ class _Model:
             self.probs_sa = np.ascontiguousarray(mdp.reward_probs.reshape(S * A, -1))
         else:
             self.values_sa = self.probs_sa = None
+        self._tables: dict = {}
+
+    def projection_tables(self, gamma: float, support: CategoricalSupport):
+        """(lower [S·A, K, M] int32, weight_lower, weight_upper [S·A, K, M]) of
+        ``_kernels.qlambda._projection_table`` for this grid, computed once and cached (at most
+        four grids are kept; each table is 20 bytes per (sa, k, atom))."""
+        key = (float(gamma), float(support.v_min), float(support.v_max), int(support.m))
+        tables = self._tables.get(key)
+        if tables is None:
+            if len(self._tables) >= 4:
+                self._tables.pop(next(iter(self._tables)))
+            tables = _k._projection_table(self.values_sa, self.probs_sa, gamma, support.v_min,
+                                          support.v_max, support.delta, support.m)
+            self._tables[key] = tables
+        return tables
 
 
 @functools.lru_cache(maxsize=16)
@@ -149,18 +176,24 @@ def _backup(model: _Model, Y: np.ndarray, gamma: float, support: CategoricalSupp
     """[S·A, M]: row sa = Π_C Σ_{x', r} P(x', r | sa) (b_{r,γ})_# Y[x'] (Y: [S, M], signed)."""
     grid = (support.v_min, support.v_max, support.delta)
     if model.fast:
+        # projection tables (atom index and split weights per (sa, reward outcome, atom)) are
+        # computed once per (model, γ, grid) and reused by every sweep
+        tables = model.projection_tables(gamma, support)
         if model.sparse:
-            mixed = _k._mix_rows_csr(Y, model.p_offsets, model.p_columns, model.p_weights)
-        else:
-            mixed = model.P_flat @ Y  # the dense [S·A, S] × [S, M] product (the perf floor)
-        return _k._project_rows(mixed, model.values_sa, model.probs_sa, gamma, *grid)
+            return _k._backup_csr_table(Y, model.p_offsets, model.p_columns, model.p_weights, *tables)
+        # the dense [S·A, S] × [S, M] product (the perf floor); BLAS on one thread unless a core
+        # is free (two BLAS threads on a loaded 2-core machine are slower than one)
+        with blas_threads(blas_threads_for(Y.size * model.P_flat.shape[0], 2**22)):
+            mixed = model.P_flat @ Y
+        return _k._project_rows_table(mixed, *tables)
     return _k._backup_outcomes(
         Y, model.offsets, model.next_state, model.reward, model.prob, gamma, *grid
     )
 
 
 def trace_coefficients(pi, mu, lam: float, trace: str) -> np.ndarray:
-    """Trace c(x, a) [S, A] (distributional.md §2.2 table).
+    """Trace c(x, a) [S, A] (c = λ for Q(λ), λ·min(1, π/μ) for Retrace, λ·π for tree-backup;
+    Munos et al. 2016, arXiv 1606.02647, Table 1).
 
     q_lambda: λ; retrace: λ·min(1, π/μ) (λ where μ = 0, never used); tree_backup: λ·π;
     n_step (sampled targets only): the uncorrected n-step target Π_C(G_{0:n−1} + γ^n z)_# η(x_n, π),
@@ -277,6 +310,11 @@ def _per_branch(mdp, model, eta, pi, coeff, rho, support, horizon):
     return out.reshape(S, A, M)
 
 
+def _backup_cost(mdp, support) -> float:
+    """Elementary steps of one application of a one-step categorical backup (S·A·S·M)."""
+    return float(mdp.n_states) * mdp.n_actions * mdp.n_states * support.m
+
+
 def _prepare(mdp, pi, mu, lam, support, trace, projection, horizon):
     mdp = _check_mdp(mdp)
     pi = check_policy(mdp, pi, "pi")
@@ -287,6 +325,9 @@ def _prepare(mdp, pi, mu, lam, support, trace, projection, horizon):
     projection = check_choice("projection", projection, PROJECTIONS)
     if horizon is not None:
         horizon = check_int("horizon", horizon, low=1)
+        # the per-branch expansion enumerates up to (S·A)^horizon branches of M atoms each
+        branches = np.exp(min(horizon * np.log(max(mdp.n_states * mdp.n_actions, 2)), 700.0))
+        check_size_budget("horizon", horizon, work=branches * support.m)
     if projection == "per_branch" and horizon is None:
         raise ValueError("horizon must be an int ≥ 1 when projection='per_branch', got None")
     rho = mu * trace_coefficients(pi, mu, lam, trace)
@@ -317,7 +358,7 @@ def distributional_operator(
       support: the categorical grid (M atoms).
       trace: "q_lambda" (c = λ), "retrace" (c = λ·min(1, π/μ)) or "tree_backup" (c = λπ).
       projection: "per_step" (backward recursion, Π_C after every step; the fixed point is η_C)
-        or "per_branch" (Π_C once per branch of the ``horizon``-step target, §2.5).
+        or "per_branch" (Π_C once per branch of the ``horizon``-step target).
       horizon: None (per_step only: the untruncated operator, inner fixed point solved by
         iteration to ``tol``) or H ≥ 1: truncate after H steps, bootstrapping with η(x_H, π).
       tol: sup-norm tolerance on the inner fixed point (per_step, horizon None).
@@ -332,6 +373,7 @@ def distributional_operator(
     eta = _check_eta(eta, mdp, support)
     tol = check_scalar("tol", tol, low=0.0, low_inclusive=False)
     max_inner = check_int("max_inner", max_inner, low=1)
+    check_size_budget("max_inner", max_inner, work=max_inner * _backup_cost(mdp, support))
     return _apply(mdp, _model(mdp), eta, pi, rho, support, projection, horizon, tol, max_inner)
 
 
@@ -374,6 +416,8 @@ def iterate_distributional_operator(
     eta = np.full((S, A, M), 1.0 / M) if eta0 is None else _check_eta(eta0, mdp, support, "eta0")
     tol = check_scalar("tol", tol, low=0.0, low_inclusive=False)
     max_iterations = check_int("max_iterations", max_iterations, low=1)
+    check_size_budget("max_iterations", max_iterations,
+                      work=max_iterations * _backup_cost(mdp, support))
     if reference is not None:
         reference = _check_eta(reference, mdp, support, "reference")
     model = _model(mdp)
@@ -458,6 +502,8 @@ def categorical_evaluation_fixed_point(
     support = _check_support(support)
     tol = check_scalar("tol", tol, low=0.0, low_inclusive=False)
     max_iterations = check_int("max_iterations", max_iterations, low=1)
+    check_size_budget("max_iterations", max_iterations,
+                      work=max_iterations * _backup_cost(mdp, support))
     S, A, M = mdp.n_states, mdp.n_actions, support.m
     model = _model(mdp)
     eta = np.full((S, A, M), 1.0 / M)
@@ -490,6 +536,11 @@ def monte_carlo_returns(
             horizon = max(1, int(np.ceil(np.log(1e-10 / scale) / np.log(mdp.gamma))))
     horizon = check_int("horizon", horizon, low=1)
     S, A = mdp.n_states, mdp.n_actions
+    # S·A·N trajectories of H steps; three [S·A·N] arrays
+    check_size_budget("n_samples", n_samples, memory_bytes=3 * 8.0 * S * A * n_samples)
+    check_size_budget("horizon" if horizon > n_samples else "n_samples",
+                      horizon if horizon > n_samples else n_samples,
+                      work=float(S) * A * n_samples * horizon)
     model = _model(mdp)
     starts_s = np.repeat(np.arange(S), A * n_samples).astype(np.int64)
     starts_a = np.tile(np.repeat(np.arange(A), n_samples), S).astype(np.int64)
@@ -512,12 +563,45 @@ def monte_carlo_returns(
 # --- contraction --------------------------------------------------------------------------
 
 
-def q_lambda_contraction_bound(gamma: float, lam: float, eps: float, p: float = 2.0) -> float:
-    """β_p = γ^{1/p} κ / (1 − λ γ^{1/p}) with κ = (1 − λ) + λ ε (distributional.md §2.3).
+def q_lambda_contraction_bound(mdp: TabularMDP, pi=None, mu=None, lam=None, *, p: float = 2.0) -> float:
+    """β_p = γ^{1/p} κ / (1 − λ γ^{1/p}), κ = max_x Σ_a |π(a|x) − λ μ(a|x)|: a sup-ℓ_p Lipschitz
+    bound of the distributional Q(λ) operator (our bound for the contraction result of Tang et al.
+    2024, arXiv 2402.05766: Minkowski over the trajectory mixture and γ^{1/p} pushforward scaling).
+
+    Same leading arguments as :func:`contraction_modulus` (the measured modulus this bounds).
+    From plain numbers (γ, λ, ε) use :func:`q_lambda_bound_from_mismatch`.
 
     Args:
-      gamma: γ ∈ [0, 1).  lam: λ ∈ [0, 1].  eps: ε = max_x ‖π(·|x) − μ(·|x)‖₁ ∈ [0, 2]
-        (or pass the exact κ-defining mismatch).  p: the ℓ_p order, p ≥ 1 (2 = Cramér).
+      mdp: TabularMDP (γ = ``mdp.gamma``).  pi, mu: [S, A] target and behaviour policies.
+      lam: λ ∈ [0, 1].  p: the ℓ_p order, p ≥ 1 (2 = Cramér, the metric of ``contraction_modulus``).
+
+    Returns:
+      The Lipschitz bound in sup-ℓ_p; < 1 guarantees a contraction. Since κ ≤ (1 − λ) + λε with
+      ε = max_x ‖π(·|x) − μ(·|x)‖₁, it is at most ``q_lambda_bound_from_mismatch(γ, λ, ε, p=p)``.
+    """
+    if isinstance(mdp, numbers.Real) and not isinstance(mdp, bool):
+        raise ValueError(
+            "q_lambda_contraction_bound takes (mdp, pi, mu, lam, *, p) like contraction_modulus, "
+            f"got a number {describe(mdp)} as mdp; for the bound from plain numbers call "
+            "q_lambda_bound_from_mismatch(gamma, lam, eps, p=p)"
+        )
+    mdp = _check_mdp(mdp)
+    pi = check_policy(mdp, pi, "pi")
+    mu = check_policy(mdp, mu, "mu")
+    lam = _check_lambda(lam)
+    p = check_scalar("p", p, low=1.0)
+    g = mdp.gamma ** (1.0 / p)
+    return g * _kappa(pi, mu, lam) / (1.0 - lam * g)
+
+
+def q_lambda_bound_from_mismatch(gamma: float, lam: float, eps: float, *, p: float = 2.0) -> float:
+    """β_p = γ^{1/p} κ / (1 − λ γ^{1/p}) with κ = (1 − λ) + λ ε, from plain numbers.
+
+    The policy-free form of :func:`q_lambda_contraction_bound` (κ replaced by its upper bound).
+
+    Args:
+      gamma: γ ∈ [0, 1).  lam: λ ∈ [0, 1].  eps: ε = max_x ‖π(·|x) − μ(·|x)‖₁ ∈ [0, 2].
+      p: the ℓ_p order, p ≥ 1 (2 = Cramér).
 
     Returns:
       The Lipschitz bound in sup-ℓ_p; < 1 iff λ ε < (1 − γ^{1/p})/γ^{1/p}.
@@ -558,7 +642,7 @@ def contraction_modulus(
       the last ratios (the asymptotic rate, i.e. the spectral radius on zero-mass perturbations).
     mode="lipschitz": the largest one-step ratio ‖𝒜δ‖/‖δ‖ seen over the random probes, every
       power-iteration iterate, and per-(s, a) Dirac-pair probes — a lower estimate of the true
-      Lipschitz constant, and therefore never above the bound β₂ (distributional.md §2.3).
+      Lipschitz constant, and therefore never above the bound β₂ (see ``q_lambda_contraction_bound``).
     """
     mdp, pi, mu, lam, support, trace, projection, horizon, rho = _prepare(
         mdp, pi, mu, lam, support, trace, projection, horizon
@@ -566,6 +650,9 @@ def contraction_modulus(
     mode = check_choice("mode", mode, ("lipschitz", "rate"))
     n_probes = check_int("n_probes", n_probes, low=1)
     iterations = check_int("iterations", iterations, low=2)
+    check_size_budget("iterations" if iterations > n_probes else "n_probes",
+                      iterations if iterations > n_probes else n_probes,
+                      work=float(n_probes) * iterations * _backup_cost(mdp, support) * 10)
     rng = as_generator("seed", seed)
     S, A, M = mdp.n_states, mdp.n_actions, support.m
     model = _model(mdp)
@@ -624,12 +711,13 @@ def value_mode_rate(
 
     Power iteration from δ(s, a) = δ_{z_{M−1}} − δ_{z_0} for every (s, a), measuring the ratio of
     consecutive sup-norms of the *means* of the iterates. For Q(λ) with no clipping this equals
-    γ(1 − λ)/(1 − λγ) for every μ (distributional.md §2.3).
+    γ(1 − λ)/(1 − λγ) for every μ (the action-independent value mode; derived, checked in the tests).
     """
     mdp, pi, mu, lam, support, trace, projection, horizon, rho = _prepare(
         mdp, pi, mu, lam, support, trace, "per_step", None
     )
     iterations = check_int("iterations", iterations, low=1)
+    check_size_budget("iterations", iterations, work=iterations * _backup_cost(mdp, support) * 10)
     S, A, M = mdp.n_states, mdp.n_actions, support.m
     model = _model(mdp)
     delta = np.zeros((S, A, M))
@@ -663,7 +751,8 @@ def sampled_distributional_target(
     mu=None,
     projection: str = "per_branch",
 ) -> np.ndarray:
-    """Sampled multi-step target for (x_0, a_0) from one behaviour window (distributional.md §2.5).
+    """Sampled multi-step target for (x_0, a_0) from one behaviour window (Tang et al. 2024, arXiv 2402.05766: Q(λ)-C51 target,
+    one projection per branch).
 
     Args:
       eta: [S, A, M] bootstrap masses η̄ (target network).
@@ -700,11 +789,23 @@ def sampled_distributional_target(
         mu = _check_policy_shape("mu", mu, pi.shape)
     else:
         mu = pi if mu is None else _check_policy_shape("mu", mu, pi.shape)
-    c = np.ascontiguousarray(trace_coefficients(pi, mu, lam, trace))
-    return _k._sampled_target(
-        eta, pi, c, states, actions, rewards, gamma, projection == "per_step", trace == "n_step",
-        support.v_min, support.v_max, support.delta,
+    # the batched array-API formula (tabular.core.multistep) with a batch of one window; the
+    # Numba kernel ``_k._sampled_target`` (same formula, scalar loops) stays the fast path inside
+    # distributional_td_learning and is tied to this function by tests/test_c51_targets.py
+    nxt = states[1:]
+    window = sampled_multistep_target(
+        eta[nxt][None],
+        pi[nxt][None],
+        actions[1:][None],
+        rewards[None],
+        support=support,
+        gamma=gamma,
+        lam=lam,
+        trace=trace,
+        behaviour_probs=mu[nxt, actions[1:]][None],
+        projection=projection,
     )
+    return window[0]
 
 
 def _check_policy_shape(name: str, policy, shape=None) -> np.ndarray:
@@ -768,6 +869,13 @@ def distributional_td_learning(
     n_steps = check_int("n_steps", n_steps, low=1)
     n_updates = check_int("n_updates", n_updates, low=1)
     n_checkpoints = check_int("n_checkpoints", n_checkpoints, low=1)
+    # each update: an n-step window and a target over M atoms per step; buffers of n + 1 entries
+    check_size_budget("n_steps", n_steps, memory_bytes=3 * 8.0 * (n_steps + 1))
+    check_size_budget("n_checkpoints", n_checkpoints,
+                      memory_bytes=8.0 * (n_checkpoints + 1) * mdp.n_states * mdp.n_actions * support.m)
+    check_size_budget("n_updates" if n_updates > n_steps else "n_steps",
+                      n_updates if n_updates > n_steps else n_steps,
+                      work=float(n_updates) * n_steps * support.m * 4)
     spacing = check_choice("spacing", spacing, ("linear", "log"))
     step_exponent = check_scalar("step_exponent", step_exponent, low=0.0, high=1.0)
     rng = as_generator("seed", seed)

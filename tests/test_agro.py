@@ -1,4 +1,4 @@
-"""AGRO (notes preference.md §5, §10.5): expected update = −∇ pairwise consistency loss, convergence
+"""AGRO (Tang et al. 2025, arXiv 2503.19612): expected update = −∇ pairwise consistency loss, convergence
 to π* ∝ π_ref exp(r/β) from any sampling distribution, and the naive PG's biased fixed point."""
 
 from __future__ import annotations

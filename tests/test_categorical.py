@@ -1,4 +1,4 @@
-"""Categorical core (distributional.md §1 and §6 items 1–9): projection, Cramér / W1, CDFs.
+"""Categorical core (Bellemare, Dabney & Munos 2017, arXiv 1707.06887, Eq. 7; Rowland et al. 2018, arXiv 1802.08163): projection, Cramér / W1, CDFs.
 
 Oracles: exact closed forms (Dirac identity ℓ2²(δ_a, δ_b) = |a − b|, the Δ·u(1−u) bin error),
 the merged-support exact integral (an independent code path from the grid formula), and the
@@ -127,7 +127,7 @@ def test_projection_error_bounds(support, seed, n):
 
 
 def test_projection_error_tight_at_bin_midpoint():
-    # a Dirac u of the way through a bin has ℓ2² error exactly Δ u (1 − u) (§1): Δ/4 at u = ½
+    # a Dirac u of the way through a bin has ℓ2² error exactly Δ u (1 − u) : Δ/4 at u = ½
     support = CategoricalSupport(0.0, 2.0, 5)
     d = support.delta
     for u in (0.25, 0.5, 0.9):

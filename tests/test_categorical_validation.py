@@ -72,7 +72,7 @@ def test_shapes_gamma_and_reward_are_checked():
     st.floats(0.0, 1.0),
 )
 def test_trace_coefficients_match_the_table(pi_raw, mu_raw, lam):
-    # distributional.md §2.2: c = λ (Q(λ)), λ·min(1, π/μ) (Retrace), λ·π (tree-backup), written
+    # Munos et al. 2016 (arXiv 1606.02647), Table 1: c = λ (Q(λ)), λ·min(1, π/μ) (Retrace), λ·π (tree-backup), written
     # here element by element with Python floats, independently of the vectorised implementation.
     pi = pi_raw / pi_raw.sum(1, keepdims=True)
     mu = mu_raw / mu_raw.sum(1, keepdims=True)

@@ -24,7 +24,7 @@ def test_specifications(name):
     assert mrp.gamma == 0.9
     np.testing.assert_allclose(mrp.P.sum(axis=1), 1.0, atol=1e-12)
     assert mrp.P.min() >= 0
-    # rewards depend on the source state only and lie in [0, 1] (distributional.md §3.2)
+    # rewards depend on the source state only and lie in [0, 1] (the setting of Rowland et al. 2024, arXiv 2402.07598)
     assert np.all(mrp.reward == mrp.reward[:, :1]) and mrp.reward.min() >= 0 and mrp.reward.max() <= 1
     atoms = global_support(mrp, 11)
     assert atoms[0] == 0.0 and np.isclose(atoms[-1], mrp.reward.max() / (1 - mrp.gamma))

@@ -1,4 +1,4 @@
-"""DCFP, CDP, QDP and the samplers (Rowland et al. 2024; distributional.md §3, §6 items 10–16).
+"""DCFP, CDP, QDP and the samplers (Rowland et al. 2024, arXiv 2402.07598).
 
 Every check uses an answer computed another way: CDP power iteration (for DCFP), the scalar linear
 solve V = (I − γP)^{-1} r̄ (means), dense eigenvalues (ρ(A)), a fine-grid DCFP with its own bias
@@ -77,10 +77,10 @@ def test_dcfp_equals_cdp_limit_probability_rows_and_mean_on_random_mrps(mrp, m):
     atoms = global_support(mrp, m)  # covers [r_min/(1−γ), r_max/(1−γ)] ⊇ every return
     probs = categorical_fixed_point(mrp, atoms)
     assert np.max(np.abs(probs - _cdp_limit(mrp, atoms))) < 1e-10
-    # rows are probability vectors: sum 1 up to rounding, min ≥ −1e-12 (§6 item 11)
+    # rows are probability vectors: sum 1 up to rounding, min ≥ −1e-12 (derived)
     assert np.max(np.abs(probs.sum(axis=1) - 1.0)) < 1e-12
     assert probs.min() >= -1e-12
-    # mean = V^π by an independent scalar linear solve (§6 item 12); rounding ~1e-14·|z|
+    # mean = V^π by an independent scalar linear solve (derived); rounding ~1e-14·|z|
     assert np.max(np.abs(probs @ atoms - mrp.values())) < 1e-9
 
 
@@ -106,7 +106,7 @@ def test_sparse_and_dense_solves_agree():
 
 @pytest.mark.parametrize("gamma", [0.0, 0.5, 0.9, 0.95, 0.99])
 def test_spectral_radius_of_A_equals_gamma(gamma):
-    # ρ(A) ≤ γ by the W1 contraction; = γ via the mean direction (§3.3, §6 item 13)
+    # ρ(A) ≤ γ by the W1 contraction; = γ via the mean direction (derived)
     for mrp in (high_random(n_states=4, gamma=gamma, seed=1), two_state(gamma=gamma)):
         A, _ = dcfp_linear_system(mrp, global_support(mrp, 21))
         rho = np.max(np.abs(np.linalg.eigvals(A.toarray())))

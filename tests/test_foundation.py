@@ -101,6 +101,46 @@ def test_deep_never_imports_numba_kernels():
     )
 
 
+_OUTSIDE_LLM_CHECK = r"""
+import importlib, pkgutil, sys
+import fixpoint_rl.deep as deep
+names = ["fixpoint_rl.deep", "fixpoint_rl.benchmarks.train"]
+def walk(path, prefix):  # like pkgutil.walk_packages, without importing deep.llm to list it
+    for info in pkgutil.iter_modules(path, prefix):
+        if info.name == "fixpoint_rl.deep.llm":
+            continue
+        names.append(info.name)
+        if info.ispkg:
+            walk(importlib.import_module(info.name).__path__, info.name + ".")
+walk(deep.__path__, "fixpoint_rl.deep.")
+for name in names:
+    importlib.import_module(name)
+bad = sorted(m for m in sys.modules if m.split(".")[0] == "transformers"
+             or m.startswith("fixpoint_rl.deep.llm"))
+print("\n".join(names))
+assert not bad, f"imported outside fixpoint_rl.deep.llm: {bad[:5]}"
+"""
+
+
+def test_transformers_is_imported_only_under_deep_llm():
+    # Every deep module outside deep/llm (and the `fixpoint train` command) imports neither
+    # transformers nor the llm package: trainers that need them are reached through the lazy
+    # TRAINER_MODULES table.
+    result = subprocess.run([sys.executable, "-c", _OUTSIDE_LLM_CHECK], capture_output=True,
+                            text=True, timeout=300, cwd=REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "fixpoint_rl.deep.runtime" in result.stdout.split()
+
+
+def test_deep_package_import_is_lazy_and_help_needs_no_torch():
+    code = ("import sys, fixpoint_rl.deep, fixpoint_rl.benchmarks.__main__ as m\n"
+            "m.build_parser()\n"
+            "assert 'torch' not in sys.modules, 'importing the CLI or fixpoint_rl.deep loaded torch'\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300, cwd=REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 @pytest.mark.parametrize("package", ["fixpoint_rl.tabular", "fixpoint_rl.envs"])
 def test_every_public_name_resolves(package):
     module = importlib.import_module(package)
@@ -115,7 +155,8 @@ def test_every_public_name_resolves(package):
 
 def test_no_public_name_is_shadowed_by_a_submodule():
     # Importing a submodule binds its name on the package: a module named like one of its
-    # functions (tabular/mtpo.py exporting mtpo) would shadow the function after that import.
+    # functions (a submodule ``mtpo`` of tabular exporting mtpo) would shadow the function after
+    # that import.
     import pkgutil
     import types
 
@@ -236,11 +277,11 @@ def test_solver_result_requires_iteration_and_equal_columns():
 
 
 def test_geometric_mixture_matches_the_notes_test_vector():
-    # preference.md §10.2 item 6: π = (.6, .3, .1), μ uniform, exponent ½.
+    # hand-computed vector: π = (.6, .3, .1), μ uniform, exponent ½.
     from fixpoint_rl.tabular.core.mirror import geometric_mixture_log
 
     mixture = np.exp(geometric_mixture_log(np.log([0.6, 0.3, 0.1]), np.log(np.ones(3) / 3), 0.5))
-    # The notes give 6 decimals, so 1e-6 is the tolerance their rounding allows.
+    # The hand-computed vector has 6 decimals, so 1e-6 is the tolerance their rounding allows.
     np.testing.assert_allclose(mixture, [0.472734, 0.334273, 0.192993], atol=1e-6)
 
 
@@ -330,7 +371,7 @@ def test_readme_python_example_runs_and_prints_the_equilibrium(capsys):
     assert "exploitability" in printed
     last_line = printed.strip().splitlines()[-1]
     equilibrium = np.array(last_line.strip("[]").split(), dtype=float)
-    # preference.md §10.1 item 5 gives 6 decimals: 1e-6 is the rounding they allow.
+    # the hand-computed dice vector has 6 decimals: 1e-6 is the rounding they allow.
     np.testing.assert_allclose(equilibrium, [0.510348, 0.258332, 0.231320], atol=1e-6)
 
 

@@ -1,6 +1,6 @@
 """GPO losses as functions of the margin (tabular/core/preference_losses.py).
 
-Oracles: the Bayes-link test vectors of preference.md §10.3 item 14; numerical minimisation of
+Oracles: hand-computed Bayes-link vectors (minimiser of p f(x) + (1−p) f(−x)); numerical minimisation of
 p·f(x) + (1 − p)·f(−x) (scipy); finite differences for f′(0), f″(0) and the analytic derivatives;
 TRL's loss formulas (sigmoid, hinge, ipo) typed from trl/trainer/dpo_trainer.py; torch autograd.
 """
@@ -35,7 +35,7 @@ betas = st.floats(0.01, 10.0)
      ("truncated_quadratic", 0.6), ("hinge", 1.0)],
 )
 def test_bayes_link_matches_the_notes_vector_at_p_0_8(kind, expected):
-    # The notes give 6 decimals: tolerance 1e-6.
+    # The hand-computed vectors have 6 decimals: tolerance 1e-6.
     assert float(bayes_link(0.8, kind)) == pytest.approx(expected, abs=1e-6)
 
 
@@ -137,12 +137,12 @@ def test_torch_bayes_link_matches_numpy():
 
 @pytest.mark.parametrize(
     "call",
-    [lambda: gpo_loss(1.0, 1.0, "dpo"), lambda: gpo_loss(1.0, 0.0, "logistic"),
+    [lambda: gpo_loss(1.0, 1.0, "kto"), lambda: gpo_loss(1.0, 0.0, "logistic"),
      lambda: gpo_loss(1.0, -1.0, "squared"), lambda: gpo_loss(np.nan, 1.0, "logistic"),
      lambda: gpo_loss([0.0, np.inf], 1.0, "hinge"), lambda: gpo_loss(1.0, float("nan"), "hinge"),
      lambda: gpo_loss("1", 1.0, "hinge"), lambda: bayes_link(1.0, "logistic"),
      lambda: bayes_link(0.0, "squared"), lambda: bayes_link(np.nan, "logistic"),
-     lambda: bayes_link(0.3, "ipo"), lambda: loss_derivatives_at_zero("sigmoid"),
+     lambda: bayes_link(0.3, "orpo"), lambda: loss_derivatives_at_zero("sigmoid"),
      lambda: gpo_loss(torch.tensor([float("nan")]), 1.0, "savage")],
 )
 def test_invalid_inputs_raise_value_error(call):

@@ -1,9 +1,9 @@
 """Offline GPO training (tabular/gpo.py) against closed forms and an independent solver.
 
 Oracles: DPO's π_ref·exp(r/β) on Bradley–Terry data and IPO's π_ref·exp(2P(y ≻ μ)/β) with μ×μ pairs
-(preference.md §3.2, §10.3 item 15); the Bayes link of each loss (two responses); gradient descent
+(Tang et al. 2024, arXiv 2402.05749, Table 1); the Bayes link of each loss (two responses); gradient descent
 vs Newton (two different solvers); finite differences for the gradient; the second-order relation
-E_{π_ref×π_ref}[ρ²] ≈ 4·KL(π‖π_ref) (§3.3).
+E_{π_ref×π_ref}[ρ²] ≈ 4·KL(π‖π_ref) (GPO §4, second-order expansion).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Inference-time k-sample objectives (notes preference.md §6, §10.4): leave-one-out advantages,
+"""Inference-time k-sample objectives (Tang, Zheng, Synnaeve & Munos 2025, arXiv 2503.19595): leave-one-out advantages,
 exact unbiasedness by enumeration of all K^k sample tuples, k = 1 → REINFORCE, mean → RLOO, and the
 majority vote with its tie rule (ties broken uniformly at random: f = mean reward of tied answers)."""
 
@@ -135,7 +135,7 @@ def test_leave_one_out_estimator_is_unbiased_by_enumeration(objective, k, seed):
 
 def test_binary_pass_at_k_gradient_matches_analytic_formula():
     # K = 3, k = 3, response 1 correct: ∇[1 − (1 − p)^k] = softmax_policy_gradient(π, k(1−p)^{k−1}·e_1).
-    # The notes' vector (−0.113957, 0.226202, −0.112244) comes with an unstated π; solving
+    # The hand-computed vector (−0.113957, 0.226202, −0.112244) comes with an unstated π; solving
     # 3p(1−p)³ = 0.226202 (small root) and the two other components for π gives the π below (6 digits).
     probs = np.array([0.450752, 0.105268, 0.443980])
     probs /= probs.sum()
@@ -145,7 +145,7 @@ def test_binary_pass_at_k_gradient_matches_analytic_formula():
     analytic = softmax_policy_gradient(probs, 3 * (1 - p) ** 2 * reward)
     _, enumerated = _enumerate(logits, reward, "pass_at_k", 3, np.zeros(3, dtype=int))
     np.testing.assert_allclose(enumerated, analytic, atol=1e-13)
-    # π is known to ~1e-6, so the notes' 6-digit vector is matched to 1e-5
+    # π is known to ~1e-6, so the 6-digit vector is matched to 1e-5
     np.testing.assert_allclose(enumerated, [-0.113957, 0.226202, -0.112244], atol=1e-5)
     assert objective_value(probs, reward, "pass_at_k", 3) == pytest.approx(1 - (1 - p) ** 3, abs=1e-14)
 

@@ -1,4 +1,4 @@
-"""JEPO (notes preference.md §7, §10.6): bound ordering with the notes' toy values, the Jensen gap as
+"""JEPO (Tang et al. 2025, arXiv 2503.19618): bound ordering with hand-computed toy values, the Jensen gap as
 KL(q ‖ posterior), unbiased leave-one-out estimators by enumeration, and the no-CoT = SFT reduction."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ TOY_LIKELIHOOD = np.array([0.9, 0.2, 0.05])
 
 
 def test_toy_bounds_from_the_notes():
-    # the notes print 6 decimals, so 1e-6 is the rounding of the quoted values
+    # the hand-computed values have 6 decimals, so 1e-6 is the rounding of the quoted values
     expected = [-1.134658, -0.868791, -0.781075, -0.741729, -0.720422]
     values = [multi_sample_bound(TOY_Q, TOY_LIKELIHOOD, n) for n in range(1, 6)]
     np.testing.assert_allclose(values, expected, atol=1e-6)

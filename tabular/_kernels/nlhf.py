@@ -13,7 +13,7 @@ These are the scalar-loop twins of ``fixpoint_rl.tabular.core.mirror.geometric_m
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 # algorithm codes (dispatch on an int; jitted functions are never passed as arguments)
 NASH_MD = 0
@@ -199,3 +199,134 @@ def _run_block(method, log_pi, pi, log_ref, pref, etas, tau, mixture, avg, t0, n
             for i in range(k):
                 z[i] = log_pi[x, i]
             _normalize(z, log_pi[x], pi[x])
+
+
+# --- exact-payoff blocks split over threads -------------------------------------------------------
+#
+# With exact payoffs the contexts never interact, so a block of T iterations can run context by
+# context (all T iterations of context x, then context x + 1): the same operations on the same
+# numbers in the same order as ``_run_block``, hence the same bits, but each context's K×K
+# preference matrix stays in cache for the whole block instead of being streamed from memory once
+# per iteration. ``_run_block_contexts`` splits the contexts over Numba's threads (prange);
+# ``_run_block_rows`` (one context, large K) splits the rows of each P·π product instead. Each
+# output entry is computed by one thread with the same code whatever the thread count, so the
+# results are bitwise independent of it (tested). Sampled payoffs draw from one shared generator
+# in a fixed order and stay in ``_run_block``.
+
+
+@njit(cache=True, fastmath=True, parallel=True)
+def _matvec_rows(pref_x, q, out):
+    """``_matvec`` with the rows split over Numba's threads (same per-row loop)."""
+    k = q.shape[0]
+    for i in prange(k):
+        acc = 0.0
+        for j in range(k):
+            acc += pref_x[i, j] * q[j]
+        out[i] = acc
+
+
+@njit(cache=True, inline="always")
+def _product(px, v, out, split_rows):
+    if split_rows:
+        _matvec_rows(px, v, out)
+    else:
+        _matvec(px, v, out)
+
+
+@njit(cache=True, inline="always")
+def _context_block(method, x, log_pi, pi, log_ref, pref, etas, tau, mixture, avg, t0, z, q, log_q,
+                   payoff, grad, split_rows):
+    """All iterations of ``etas`` for context x with exact payoffs (``_run_block``'s update)."""
+    k = log_pi.shape[1]
+    lp = log_pi[x]
+    p = pi[x]
+    lr = log_ref[x]
+    px = pref[x]
+    for s in range(etas.shape[0]):
+        eta = etas[s]
+        if method == NASH_MD or method == ONLINE_MD:
+            b = eta * tau
+            for i in range(k):
+                z[i] = (1.0 - b) * lp[i] + b * lr[i]
+            _normalize(z, log_q, q)
+            if method == NASH_MD:
+                _product(px, q, payoff, split_rows)
+                for i in range(k):
+                    lp[i] = log_q[i] + eta * payoff[i]
+            else:
+                _product(px, p, payoff, split_rows)
+                for i in range(k):
+                    z[i] = log_q[i] + eta * payoff[i]
+                _normalize(z, lp, p)
+        elif method == SELF_PLAY_MD:
+            b = eta * tau
+            _product(px, p, payoff, split_rows)
+            for i in range(k):
+                z[i] = (1.0 - b) * lp[i] + b * lr[i] + eta * payoff[i]
+            _normalize(z, lp, p)
+        elif method == NASH_MP:
+            c = 1.0 / (1.0 + eta * tau)
+            _product(px, p, payoff, split_rows)
+            for i in range(k):
+                z[i] = c * (eta * payoff[i] + eta * tau * lr[i] + lp[i])
+            _normalize(z, log_q, q)
+            _product(px, q, payoff, split_rows)
+            for i in range(k):
+                z[i] = c * (eta * payoff[i] + eta * tau * lr[i] + lp[i])
+            _normalize(z, lp, p)
+        elif method == FICTITIOUS_PLAY:
+            a = avg[x]
+            _product(px, a, payoff, split_rows)
+            for i in range(k):
+                z[i] = lr[i] + payoff[i] / tau
+            _normalize(z, lp, p)
+            w = 1.0 / (t0 + s + 2.0)
+            for i in range(k):
+                a[i] += w * (p[i] - a[i])
+        else:  # NASH_MD_PG, exact gradient
+            for i in range(k):
+                z[i] = (1.0 - mixture) * lp[i] + mixture * lr[i]
+            _normalize(z, log_q, q)
+            _product(px, q, payoff, split_rows)
+            base = 0.0
+            for i in range(k):
+                payoff[i] = payoff[i] - 0.5 - tau * (lp[i] - lr[i])
+                base += p[i] * payoff[i]
+            for i in range(k):
+                grad[i] = p[i] * (payoff[i] - base)
+            for i in range(k):
+                z[i] = lp[i] + eta * grad[i]
+            _normalize(z, lp, p)
+    if method == NASH_MD and etas.shape[0] > 0:
+        for i in range(k):
+            z[i] = lp[i]
+        _normalize(z, lp, p)
+
+
+@njit(cache=True, parallel=True)
+def _run_block_contexts(method, log_pi, pi, log_ref, pref, etas, tau, mixture, avg, t0):
+    """``_run_block`` with exact payoffs, context by context, contexts split over the threads."""
+    n_ctx, k = log_pi.shape
+    for x in prange(n_ctx):
+        z = np.empty(k)
+        q = np.empty(k)
+        log_q = np.empty(k)
+        payoff = np.empty(k)
+        grad = np.empty(k)
+        _context_block(method, x, log_pi, pi, log_ref, pref, etas, tau, mixture, avg, t0, z, q,
+                       log_q, payoff, grad, False)
+
+
+@njit(cache=True)
+def _run_block_rows(method, log_pi, pi, log_ref, pref, etas, tau, mixture, avg, t0):
+    """``_run_block`` with exact payoffs, context by context, each P·π product's rows split over
+    the threads (``_matvec_rows``): for a few contexts with large K."""
+    n_ctx, k = log_pi.shape
+    z = np.empty(k)
+    q = np.empty(k)
+    log_q = np.empty(k)
+    payoff = np.empty(k)
+    grad = np.empty(k)
+    for x in range(n_ctx):
+        _context_block(method, x, log_pi, pi, log_ref, pref, etas, tau, mixture, avg, t0, z, q,
+                       log_q, payoff, grad, True)

@@ -52,6 +52,98 @@ def _project_rows(mixed, values, probs, gamma, v_min, v_max, delta):
 
 
 @njit(cache=True)
+def _projection_table(values, probs, gamma, v_min, v_max, delta, m):
+    """Precomputed scatter of Π_C (b_{values[sa, k], γ})_# onto the grid, fixed across sweeps.
+
+    For every row sa, reward outcome k and source atom z_j, the target y = values[sa, k] + γ z_j is
+    clipped to [v_min, v_max] and split between atoms l and l + 1 (Rowland et al. 2018, arXiv
+    1802.08163, Eq. 7 written as a scatter; same arithmetic as ``_project_add``):
+      lower[sa, k, j] = l,  weight_lower = p (1 − f),  weight_upper = p f,
+    with f ∈ [0, 1] the fractional position and p = probs[sa, k]. The ends put everything on one
+    atom (l = 0, f = 0 at or below v_min; l = M − 2, f = 1 at or above v_max), so every entry is a
+    valid pair (l, l + 1). values, probs: [SA, K]. Returns lower [SA, K, M] int32 and the two weight
+    arrays [SA, K, M] float64.
+    """
+    n_rows, n_out = values.shape
+    lower = np.zeros((n_rows, n_out, m), dtype=np.int32)
+    weight_lower = np.zeros((n_rows, n_out, m))
+    weight_upper = np.zeros((n_rows, n_out, m))
+    for row in range(n_rows):
+        for k in range(n_out):
+            p = probs[row, k]
+            r = values[row, k]
+            for j in range(m):
+                z = v_min + j * delta
+                if j == m - 1:
+                    z = v_max
+                y = r + gamma * z
+                if y <= v_min:
+                    lo, frac = 0, 0.0
+                elif y >= v_max:
+                    lo, frac = m - 2, 1.0
+                else:
+                    b = (y - v_min) / delta
+                    lo = int(b)  # b > 0, so truncation is floor
+                    if lo >= m - 1:
+                        lo, frac = m - 2, 1.0
+                    else:
+                        frac = b - lo
+                lower[row, k, j] = lo
+                weight_lower[row, k, j] = p * (1.0 - frac)
+                weight_upper[row, k, j] = p * frac
+    return lower, weight_lower, weight_upper
+
+
+@njit(cache=True)
+def _project_rows_table(mixed, lower, weight_lower, weight_upper):
+    """out[sa] = Σ_k Π_C (b_{r_k,γ})_# mixed[sa] with the tables of ``_projection_table``.
+
+    mixed: [SA, M] (signed). Same sums in the same order as ``_project_rows``; the only arithmetic
+    difference is p·(1 − f)·w versus p·w·(1 − f) (one rounding, ≤ 1 ulp per term). Returns [SA, M].
+    """
+    n_rows, m = mixed.shape
+    n_out = lower.shape[1]
+    out = np.zeros((n_rows, m))
+    for row in range(n_rows):
+        for k in range(n_out):
+            for j in range(m):
+                w = mixed[row, j]
+                lo = lower[row, k, j]
+                out[row, lo] += w * weight_lower[row, k, j]
+                out[row, lo + 1] += w * weight_upper[row, k, j]
+    return out
+
+
+@njit(cache=True)
+def _backup_csr_table(Y, offsets, columns, weights, lower, weight_lower, weight_upper):
+    """Sparse-P backup fused in one pass per row: mixed = Σ_e weights[e] Y[columns[e]] into a [M]
+    scratch row, then the table scatter of ``_project_rows_table`` (no [SA, M] intermediate).
+
+    Y: [S, M]; offsets: [SA + 1]; columns, weights: [E]; tables [SA, K, M]. Returns [SA, M].
+    """
+    n_rows = offsets.shape[0] - 1
+    m = Y.shape[1]
+    n_out = lower.shape[1]
+    out = np.zeros((n_rows, m))
+    mixed = np.empty(m)
+    for row in range(n_rows):
+        for j in range(m):
+            mixed[j] = 0.0
+        for e in range(offsets[row], offsets[row + 1]):
+            w = weights[e]
+            col = columns[e]
+            for j in range(m):
+                mixed[j] += w * Y[col, j]
+        for k in range(n_out):
+            for j in range(m):
+                w = mixed[j]
+                lo = lower[row, k, j]
+                out[row, lo] += w * weight_lower[row, k, j]
+                out[row, lo + 1] += w * weight_upper[row, k, j]
+    return out
+
+
+@njit(cache=True)
 def _mix_rows_csr(Y, offsets, columns, weights):
     """mixed[row] = Σ_e weights[e] Y[columns[e]] over e in offsets[row]:offsets[row+1] (sparse P @ Y).
 
@@ -118,7 +210,7 @@ def _sample_index(cumulative, u):
 def _sampled_target(
     eta, pi, trace_c, states, actions, rewards, gamma, per_step, uncorrected, v_min, v_max, delta
 ):
-    """Sampled multi-step target from one window (distributional.md §2.5), mass [M] (signed).
+    """Sampled multi-step target from one window (Tang et al. 2024, arXiv 2402.05766, Q(λ)-C51 target), mass [M] (signed).
 
     states, actions: [n + 1] (x_0..x_n, a_0..a_n), rewards: [n] (r_0..r_{n−1}); trace_c [S, A]
     gives c(x, a): λ (Q(λ)), λ·min(1, π/μ) (Retrace), λπ (tree-backup) or 1 (uncorrected n-step).

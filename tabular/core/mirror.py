@@ -75,8 +75,17 @@ def geometric_mixture_log(log_pi, log_mu, beta):
       log_pi: [..., K]; log_mu: [..., K]; beta: scalar in [0, 1].
 
     Returns:
-      [..., K] log-probabilities of the mixture.
+      [..., K] log-probabilities of the mixture. Zeros are allowed in π and μ (log = −inf), with
+      the convention 0⁰ = 1: at β = 1 the mixture is μ even where π = 0 (and at β = 0 it is π),
+      instead of the NaN that 0·(−inf) would give.
     """
+    xp = array_namespace(log_pi, log_mu)
+    # −inf → the most negative finite float / 4: a zero weight then gives 0 (not 0·(−inf) = NaN),
+    # a positive weight still gives a probability that underflows to exactly 0.
+    floor_pi = xp.finfo(log_pi.dtype).min / 4
+    floor_mu = xp.finfo(log_mu.dtype).min / 4
+    log_pi = xp.where(log_pi < floor_pi, xp.full_like(log_pi, floor_pi), log_pi)
+    log_mu = xp.where(log_mu < floor_mu, xp.full_like(log_mu, floor_mu), log_mu)
     return log_softmax((1.0 - beta) * log_pi + beta * log_mu)
 
 

@@ -34,6 +34,10 @@ TRL's chosen-minus-rejected log-ratio, i.e. our ρ):
 
 Here β multiplies the margin inside f (GPO's parameterisation), so the population minimiser of a
 single pair labelled "y wins" with probability p is ρ* = x*(p)/β (``bayes_link(p, kind) / beta``).
+
+Valid range: β > 0, finite real margins for which the loss is finite (every margin for the
+logistic, hinge and Savage losses; |β·margin| ≲ 1e154 for the quadratic ones and β·margin ≥ −709
+for the exponential one in float64). Outside it ``ValueError`` names margin and beta.
 """
 
 from __future__ import annotations
@@ -46,7 +50,9 @@ from array_api_compat import array_namespace
 from ...envs.checks import check_choice, check_scalar, describe
 
 __all__ = [
+    "GPO_ALIASES",
     "GPO_KINDS",
+    "check_kind",
     "bayes_link",
     "gpo_loss",
     "gpo_loss_derivative",
@@ -56,8 +62,29 @@ __all__ = [
 ]
 
 GPO_KINDS = ("logistic", "hinge", "squared", "exponential", "truncated_quadratic", "savage")
+# the existing methods each loss reproduces (GPO Table 1), accepted wherever a kind is: β keeps
+# GPO's meaning (it multiplies the margin inside f), so
+#   "dpo"  = logistic: DPO's β exactly (TRL ``sigmoid`` with the same β);
+#   "ipo"  = squared:  β = 2τ for IPO's regulariser τ (TRL ``ipo`` with β_T: pass beta = 2·β_T);
+#   "slic" = hinge:    SLiC-HF's margin δ = 1/β (max(0, 1 − βρ) = β·max(0, δ − ρ)).
+GPO_ALIASES = {"dpo": "logistic", "ipo": "squared", "slic": "hinge"}
 
-# (f′(0), f″(0)) per kind (GPO Table 1; derived in preference.md §3.2 / §10.3 item 16).
+
+def check_kind(kind) -> str:
+    """The canonical GPO kind of ``kind`` (a name in ``GPO_KINDS`` or an alias in ``GPO_ALIASES``).
+
+    Raises ``ValueError`` listing the kinds and the aliases.
+    """
+    if isinstance(kind, str):
+        key = kind.strip().lower()
+        if key in GPO_KINDS:
+            return key
+        if key in GPO_ALIASES:
+            return GPO_ALIASES[key]
+    aliases = ", ".join(f"{a!r} (= {k!r})" for a, k in GPO_ALIASES.items())
+    raise ValueError(f"kind must be one of {GPO_KINDS} or an alias {aliases}, got {describe(kind)}")
+
+# (f′(0), f″(0)) per kind (Tang et al. 2024, arXiv 2402.05749, Table 1; Taylor coefficients at 0).
 _DERIVATIVES_AT_ZERO = {
     "logistic": (-0.5, 0.25),
     "hinge": (-1.0, 0.0),
@@ -78,6 +105,8 @@ def _as_array(name, value):
         xp = array_namespace(value)
     except TypeError as error:
         raise ValueError(f"{name} must be an array of numbers, got {describe(value)}") from error
+    if xp.isdtype(value.dtype, "complex floating"):
+        raise ValueError(f"{name} must be real, got complex values {describe(value)}")
     if isinstance(value, np.ndarray) and value.dtype.kind not in "fc":
         if value.dtype.kind not in "iub":
             raise ValueError(f"{name} must be an array of numbers, got dtype {value.dtype}")
@@ -140,6 +169,19 @@ def _f_second(xp, x, kind):
     return s**2 * (1.0 - s) * (4.0 - 6.0 * s)
 
 
+def _finite(xp, out, kind):
+    """The valid range of the losses is where they are finite in the margin's dtype: |βρ| up to
+    ~1e154 for the quadratic kinds, βρ ≥ −709 for ``exponential`` in float64 (every other kind
+    is finite for every finite βρ). Outside it, a ValueError instead of a silent inf/NaN."""
+    if not bool(xp.all(xp.isfinite(out))):
+        raise ValueError(
+            f"margin and beta are outside the valid range of kind={kind!r}: the loss of β·margin "
+            f"overflows (|β·margin| must stay below ~1e154 for quadratic kinds, β·margin ≥ −709 "
+            f"for 'exponential')"
+        )
+    return out
+
+
 def gpo_loss(margin, beta, kind):
     """Elementwise GPO loss f(β·ρ) of log-ratio margins ρ (GPO §2, Table 1).
 
@@ -147,15 +189,16 @@ def gpo_loss(margin, beta, kind):
       margin: [...] log-ratio margins ρ = log π/π_ref(y_w) − log π/π_ref(y_l) (numpy array, torch
         tensor or Python number).
       beta: scalar > 0, multiplies the margin inside f (see the module docstring for TRL scales).
-      kind: one of ``GPO_KINDS``.
+      kind: one of ``GPO_KINDS``, or an alias: ``"dpo"`` (logistic), ``"ipo"`` (squared; β = 2τ
+        for IPO's τ), ``"slic"`` (hinge; margin 1/β).
 
     Returns:
       [...] losses, same array type as ``margin`` (differentiable under torch autograd).
     """
-    kind = check_choice("kind", kind, GPO_KINDS)
+    kind = check_kind(kind)
     beta = check_scalar("beta", beta, low=0.0, low_inclusive=False)
     xp, margin = _as_array("margin", margin)
-    return _f(xp, beta * margin, kind)
+    return _finite(xp, _f(xp, beta * margin, kind), kind)
 
 
 def gpo_loss_derivative(margin, beta, kind):
@@ -163,10 +206,10 @@ def gpo_loss_derivative(margin, beta, kind):
 
     At the kinks of ``hinge`` (βρ = 1) the value is 0, matching ``relu``'s subgradient convention.
     """
-    kind = check_choice("kind", kind, GPO_KINDS)
+    kind = check_kind(kind)
     beta = check_scalar("beta", beta, low=0.0, low_inclusive=False)
     xp, margin = _as_array("margin", margin)
-    return beta * _f_prime(xp, beta * margin, kind)
+    return _finite(xp, beta * _f_prime(xp, beta * margin, kind), kind)
 
 
 def gpo_loss_second_derivative(margin, beta, kind):
@@ -175,15 +218,15 @@ def gpo_loss_second_derivative(margin, beta, kind):
     ``hinge`` gives 0 (its curvature is a point mass at the kink); ``savage`` is negative for
     βρ < −log 2: the Savage loss is not convex.
     """
-    kind = check_choice("kind", kind, GPO_KINDS)
+    kind = check_kind(kind)
     beta = check_scalar("beta", beta, low=0.0, low_inclusive=False)
     xp, margin = _as_array("margin", margin)
-    return beta**2 * _f_second(xp, beta * margin, kind)
+    return _finite(xp, beta**2 * _f_second(xp, beta * margin, kind), kind)
 
 
 def loss_derivatives_at_zero(kind):
     """(f′(0), f″(0)) of the GPO loss ``kind`` (Table 1; f″ is 0 for the hinge, a.e.)."""
-    kind = check_choice("kind", kind, GPO_KINDS)
+    kind = check_kind(kind)
     return _DERIVATIVES_AT_ZERO[kind]
 
 
@@ -209,7 +252,7 @@ def bayes_link(p, kind):
       sign(2p − 1) (0 at p = ½, where every x ∈ [−1, 1] is optimal); for ``truncated_quadratic``
       it is 2p − 1.
     """
-    kind = check_choice("kind", kind, GPO_KINDS)
+    kind = check_kind(kind)
     xp, p = _as_array("p", p)
     if bool(xp.any(p <= 0.0)) or bool(xp.any(p >= 1.0)):
         raise ValueError(f"p must lie strictly inside (0, 1), got {describe(p)}")

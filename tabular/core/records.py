@@ -11,16 +11,17 @@ numpy only (no numba, no torch): every layer may import it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
 import platform
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -31,6 +32,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "atomic_write_files",
+    "atomic_open",
     "dumps_header",
 ]
 
@@ -101,9 +103,20 @@ def jsonable(value: Any) -> Any:
     return repr(value)
 
 
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates files readable by the owner only (0600); output files get the usual mode
+_FILE_MODE = 0o666 & ~_current_umask()
+
+
 def _temp_path(path: Path) -> Path:
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(name, _FILE_MODE)
     return Path(name)
 
 
@@ -142,6 +155,28 @@ def atomic_write_files(contents: Mapping[str | os.PathLike, bytes | str]) -> lis
             temp.unlink(missing_ok=True)
         raise
     return [target for _, target in staged]
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """Open a temporary sibling of ``path`` for binary writing; on a clean exit fsync it and move
+    it onto ``path`` with ``os.replace``; on an exception (or interrupt) remove it.
+
+    For large payloads written by a library straight to a file (``torch.save(state, handle)``),
+    without holding a second copy in memory as ``atomic_write_bytes`` would.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = _temp_path(target)
+    try:
+        with open(temp, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, target)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
 
 
 def dumps_header(header: Mapping[str, Any]) -> str:

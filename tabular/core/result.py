@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from fixpoint_rl.envs.checks import as_float_array, check_scalar, describe
+
 __all__ = ["SolverResult"]
 
 
@@ -40,6 +42,15 @@ class SolverResult:
     extras: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # every field validated, naming it: a result never carries a NaN iterate, a negative or
+        # non-finite time, or metrics that are not a mapping of equal-length columns
+        as_float_array("final", self.final)  # finite real numbers (checked, stored unchanged)
+        if not isinstance(self.metrics, Mapping):
+            raise ValueError(f"metrics must be a mapping name -> [C] array, got {describe(self.metrics)}")
+        check_scalar("wall_time_s", self.wall_time_s, low=0.0)
+        check_scalar("compile_time_s", self.compile_time_s, low=0.0)
+        if not isinstance(self.config, Mapping):
+            raise ValueError(f"config must be a mapping, got {describe(self.config)}")
         if "iteration" not in self.metrics:
             raise ValueError(f"metrics must contain 'iteration', got keys {sorted(self.metrics)}")
         lengths = {key: np.shape(column) for key, column in self.metrics.items()}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fixpoint_rl.envs.checks import as_float_array
+from fixpoint_rl.envs.checks import as_float_array, check_int, check_scalar
 
 __all__ = ["loglog_slope"]
 
@@ -27,7 +27,11 @@ def loglog_slope(x, y, *, floor: float = 0.0, min_points: int = 3) -> float:
       The fitted slope, or NaN if fewer than ``min_points`` usable points.
     """
     xs = as_float_array("x", x, ndim=1)
-    ys = as_float_array("y", y, ndim=1, shape=(xs.shape[0],))
+    ys = as_float_array("y", y, ndim=1)
+    if ys.shape != xs.shape:
+        raise ValueError(f"x and y must have the same length, got shapes {xs.shape} and {ys.shape}")
+    floor = check_scalar("floor", floor)
+    min_points = check_int("min_points", min_points, low=2)  # a slope needs two points
     if np.any(xs < 0):
         raise ValueError(f"x must be non-negative, got minimum {float(xs.min())!r}")
     keep = (ys > floor) & (xs > 0)  # x = 0 (e.g. iteration 0) has no logarithm: excluded
