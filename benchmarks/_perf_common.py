@@ -31,7 +31,7 @@ import numpy as np
 
 from fixpoint_rl.tabular._threads import blas_threads, numba_threads
 
-__all__ = ["Timing", "time_call", "machine_header", "header_line", "blas_threads", "numba_threads",
+__all__ = ["Timing", "time_call", "machine_header", "header_line", "with_machine_header", "blas_threads", "numba_threads",
            "load_1m", "MIN_REPEATS"]
 
 MIN_REPEATS = 5
@@ -130,3 +130,17 @@ def header_line(header: dict[str, Any]) -> str:
     env = " ".join(f"{k}={v}" for k, v in header["env"].items()) or "no thread env vars"
     return (f"{header['cpu_count']} CPUs; BLAS {blas}; numba {header['numba_threads']} threads "
             f"({header['numba_threading_layer']}); {env}; load {header['load_average_1_5_15']}")
+
+
+def with_machine_header(table):
+    """``table`` plus a last row describing the machine (shown in the terminal table) and the full
+    :func:`machine_header` in ``table.attrs["machine"]`` (``fixpoint perf`` merges it into the JSON
+    header of ``--out``)."""
+    import pandas as pd
+
+    header = machine_header()
+    table = pd.concat([table, pd.DataFrame([dict(
+        algorithm="machine (header)", problem="as measured", claim=None, holds=None,
+        load_1m=load_1m(), note=header_line(header))])], ignore_index=True)
+    table.attrs["machine"] = header
+    return table

@@ -47,7 +47,7 @@ import pandas as pd
 import scipy.sparse
 import scipy.sparse.linalg
 
-from ._perf_common import header_line, load_1m, machine_header, time_call
+from ._perf_common import load_1m, time_call, with_machine_header
 from ._runner import BenchConfig
 
 # ratio columns read: speedup_x = baseline / ours (> 1 faster); x_floor* = ours / floor (< 1 faster)
@@ -195,12 +195,7 @@ def run(config: BenchConfig) -> pd.DataFrame:
     S_big, m_big = config.pick((250, 101), (5000, 201), (5000, 201))
     rows.extend(_large_rows(S_big, m_big, gamma, config.seed + 1, judged=not config.quick))
     table = pd.DataFrame(rows)
-    header = machine_header()
-    table = pd.concat([table, pd.DataFrame([dict(
-        algorithm="machine (header)", problem="as measured", claim=None, holds=None,
-        load_1m=load_1m(), note=header_line(header))])], ignore_index=True)
-    table.attrs["machine"] = header
-    return table
+    return with_machine_header(table)
 
 
 _LARGE = """

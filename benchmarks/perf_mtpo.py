@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse
 
-from ._perf_common import header_line, load_1m, machine_header, numba_threads, time_call
+from ._perf_common import load_1m, numba_threads, time_call, with_machine_header
 from ._runner import BenchConfig
 
 # ratio columns read: speedup_x = baseline / ours (> 1 faster); x_floor* = ours / floor (< 1 faster)
@@ -197,9 +197,4 @@ def run(config: BenchConfig) -> pd.DataFrame:
                      max_abs_diff_vs_fused=worst, claim="max |Q, V − fused| ≤ 1e-12",
                      holds=bool(worst <= 1e-12)))
     table = pd.DataFrame(rows)
-    header = machine_header()
-    table = pd.concat([table, pd.DataFrame([dict(
-        algorithm="machine (header)", problem="as measured", claim=None, holds=None,
-        load_1m=load_1m(), note=header_line(header))])], ignore_index=True)
-    table.attrs["machine"] = header
-    return table
+    return with_machine_header(table)

@@ -37,7 +37,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from ._perf_common import header_line, blas_threads, load_1m, machine_header, numba_threads, time_call
+from ._perf_common import blas_threads, load_1m, numba_threads, time_call, with_machine_header
 from ._runner import BenchConfig
 
 __all__ = ["run"]
@@ -167,9 +167,4 @@ def run(config: BenchConfig) -> pd.DataFrame:
                                    f"2-thread P·π) ≤ {GOAL_RATIO}",
                              holds=bool(ratio <= GOAL_RATIO)))
     table = pd.DataFrame(rows)
-    header = machine_header()
-    table = pd.concat([table, pd.DataFrame([dict(
-        algorithm="machine (header)", problem="as measured", claim=None, holds=None,
-        load_1m=load_1m(), note=header_line(header))])], ignore_index=True)
-    table.attrs["machine"] = header
-    return table
+    return with_machine_header(table)

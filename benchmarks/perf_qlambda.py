@@ -38,7 +38,7 @@ from fixpoint_rl.tabular._kernels import qlambda as _k
 from fixpoint_rl.tabular.core.categorical import CategoricalSupport, categorical_projection
 from fixpoint_rl.tabular.qlambda import _backup, _model
 
-from ._perf_common import blas_threads, header_line, load_1m, machine_header, time_call
+from ._perf_common import blas_threads, load_1m, time_call, with_machine_header
 from ._runner import BenchConfig
 
 # ratio columns read: speedup_x = baseline / ours (> 1 faster); x_floor* = ours / floor (< 1 faster)
@@ -53,12 +53,7 @@ def run(config: BenchConfig) -> pd.DataFrame:
     repeats = config.pick(5, 7, 21)
     frames = [_run_one(S, A, M, branching, repeats, config) for branching in (S, 10)]
     table = pd.concat(frames, ignore_index=True)
-    header = machine_header()
-    table = pd.concat([table, pd.DataFrame([dict(
-        algorithm="machine (header)", problem="as measured", claim=None, holds=None,
-        load_1m=load_1m(), note=header_line(header))])], ignore_index=True)
-    table.attrs["machine"] = header
-    return table
+    return with_machine_header(table)
 
 
 def _run_one(S: int, A: int, M: int, branching: int, repeats: int, config: BenchConfig) -> pd.DataFrame:

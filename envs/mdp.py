@@ -214,7 +214,6 @@ class TabularMDP:
                 "reward must be deterministic to build a MarkovRewardProcess, got a reward "
                 f"distribution with K={self.reward.shape[2]} outcomes"
             )
-        S, A = self.n_states, self.n_actions
         values, joint = self.reward_outcomes()  # [S, A, S, 1]
         r_sas = values[..., 0]
         weights = pi[:, :, None] * self.P  # [S, A, S]: Pr(a, s' | s)

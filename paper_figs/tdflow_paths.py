@@ -8,7 +8,6 @@ is the finite-sample EMD floor, and the exact NLL (true density) is marked on th
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 from _common import color, figure_main
 

@@ -38,7 +38,7 @@ from ..envs.checks import (
     check_scalar,
     check_size_budget,
 )
-from .core.mirror import log_softmax, softmax, softmax_policy_gradient
+from .core.mirror import log_softmax, softmax
 from .core.result import SolverResult
 from ._jit import Stopwatch
 

@@ -47,7 +47,7 @@ import numbers
 import numpy as np
 from array_api_compat import array_namespace
 
-from ...envs.checks import check_choice, check_scalar, describe
+from ...envs.checks import check_scalar, describe
 
 __all__ = [
     "GPO_ALIASES",
