@@ -527,6 +527,15 @@ def run_entries(args, registry: dict, kind: str, *, console=None) -> int:
     console = console if console is not None else _console()
     err_console = _console_stderr()
     names = args.names or list(registry)
+    not_installed = {name: registry[name].missing() for name in names if registry[name].missing()}
+    if not_installed and args.names:
+        return fail("; ".join(
+            f"{name} needs {', '.join(missing)}: pip install -e \".[{registry[name].extra}]\""
+            for name, missing in not_installed.items()))
+    for name, missing in not_installed.items():  # running every family: say what is left out
+        err_console.print(f"{name}: not run (needs {', '.join(missing)}; "
+                          f"pip install -e \".[{registry[name].extra}]\")", markup=False)
+    names = [name for name in names if name not in not_installed]
     wide = bool(getattr(args, "wide", False))
     command = " ".join(["fixpoint", kind, *sys.argv[2:]]) if sys.argv[1:2] == [kind] else None
     summaries: list[Summary] = []

@@ -60,6 +60,16 @@ class Entry:
     name: str
     module: str  # relative to fixpoint_rl.benchmarks
     description: str
+    # packages of an optional extra the entry needs (e.g. torch for the deep families): when one
+    # is missing, running every family says so and leaves this one out; naming it is an error
+    requires: tuple[str, ...] = ()
+    extra: str | None = None
+
+    def missing(self) -> list[str]:
+        """The required packages that are not installed."""
+        import importlib.util
+
+        return [package for package in self.requires if importlib.util.find_spec(package) is None]
 
 
 BENCHMARKS: dict[str, Entry] = {
@@ -70,7 +80,8 @@ BENCHMARKS: dict[str, Entry] = {
         Entry("qlambda", ".qlambda", "Distributional Q(λ) vs Retrace: contraction moduli and bounds"),
         Entry("dcfp", ".dcfp", "DCFP vs CDP vs QDP: sup-W1 error against samples and atoms"),
         Entry("llm-bandits", ".llm_bandits", "GPO, online/offline, AGRO, pass@k, JEPO on bandits"),
-        Entry("tdflow", ".tdflow", "TD-Flow: TD²-CFM / TD-CFM(C) / TD-CFM vs exact successor measures"),
+        Entry("tdflow", ".tdflow", "TD-Flow: TD²-CFM / TD-CFM(C) / TD-CFM vs exact successor measures",
+              requires=("torch",), extra="deep"),
     )
 }
 
@@ -81,10 +92,14 @@ PERF: dict[str, Entry] = {
         Entry("mtpo", ".perf_mtpo", "MTPO backward recursion vs numpy, 10^6 state-action pairs"),
         Entry("qlambda", ".perf_qlambda", "Expected distributional backup vs numpy and the matmul floor"),
         Entry("dcfp", ".perf_dcfp", "DCFP linear solve vs CDP to the same accuracy"),
-        Entry("deep", ".perf_deep", "LM sampler tokens/s vs HF generate, train steps/s; MinAtar wrapper vs raw"),
-        Entry("c51", ".perf_c51", "C51 MinAtar loop vs a CleanRL-style loop; projection vs CleanRL/rlax"),
-        Entry("llm", ".perf_llm", "One verifiable-reward RL step (sample+score+update) vs trl.GRPOTrainer"),
-        Entry("gpo", ".perf_gpo", "GPO loss forward+backward on an LM batch vs trl.DPOTrainer's loss"),
+        Entry("deep", ".perf_deep", "LM sampler tokens/s vs HF generate, train steps/s; MinAtar wrapper vs raw",
+              requires=("torch", "transformers", "minatar"), extra="deep,atari"),
+        Entry("c51", ".perf_c51", "C51 MinAtar loop vs a CleanRL-style loop; projection vs CleanRL/rlax",
+              requires=("torch", "minatar"), extra="deep,atari"),
+        Entry("llm", ".perf_llm", "One verifiable-reward RL step (sample+score+update) vs trl.GRPOTrainer",
+              requires=("torch", "transformers", "trl"), extra="deep,dev"),
+        Entry("gpo", ".perf_gpo", "GPO loss forward+backward on an LM batch vs trl.DPOTrainer's loss",
+              requires=("torch", "transformers", "trl"), extra="deep,dev"),
     )
 }
 

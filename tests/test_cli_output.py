@@ -208,6 +208,25 @@ def test_bench_prints_summaries_and_exits_by_the_claims(fake, capsys, monkeypatc
     assert main(["perf", "fake", "--no-progress"]) == 1
 
 
+def test_family_needing_a_missing_extra_is_announced_or_refused(fake, capsys, monkeypatch):
+    # `pip install -e . && fixpoint bench` has no torch: the deep families must say they were left
+    # out (never crash, never vanish silently); naming one explicitly is a usage error.
+    from fixpoint_rl.benchmarks.__main__ import main
+
+    needy = registry.Entry("needy", "fixpoint_fake_bench", "needs a package that is not installed",
+                           requires=("no_such_package_for_fixpoint_tests",), extra="deep")
+    only_these = {"fake": registry.BENCHMARKS["fake"], "needy": needy}
+    monkeypatch.setattr(registry, "BENCHMARKS", only_these)
+    monkeypatch.setattr(sys.modules["fixpoint_rl.benchmarks.__main__"], "BENCHMARKS", only_these)
+    assert main(["bench", "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert 'needy: not run (needs no_such_package_for_fixpoint_tests; pip install -e ".[deep]")' \
+        in captured.err
+    assert "fixpoint bench: 1 family" in captured.out
+    assert main(["bench", "needy", "--no-progress"]) == 2
+    assert "needy needs no_such_package_for_fixpoint_tests" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("bad", ["", "file", "file/below"])
 def test_out_is_checked_before_any_work(fake, tmp_path, capsys, bad):
     from fixpoint_rl.benchmarks.__main__ import main
@@ -319,8 +338,11 @@ def test_ctrl_c_exits_130_with_one_line_and_no_partial_files(tmp_path):
         '''
     )
     env = {**os.environ, "FAKE_MARKER": str(marker), "FAKE_SLEEP": "60"}
+    # A job started in the background by a non-interactive shell (as CI may run us) inherits
+    # SIGINT ignored, and Python then never raises KeyboardInterrupt: restore the terminal default.
     process = subprocess.Popen([sys.executable, "-c", script], env=env, cwd=REPO,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 60
         while not marker.exists():  # the benchmark has started (and is sleeping)
