@@ -35,6 +35,7 @@ TRAINER_MODULES: dict[str, str] = {
     "online_gpo": "fixpoint_rl.deep.llm.train_preference",
     "nash_md_pg": "fixpoint_rl.deep.llm.train_preference",
     "rlhf": "fixpoint_rl.deep.llm.train_preference",
+    "online_offline": "fixpoint_rl.deep.llm.online_offline_text",
     "mtpo": "fixpoint_rl.deep.llm.mtpo",
 }
 

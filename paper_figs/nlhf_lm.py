@@ -11,11 +11,16 @@ MD β ∈ {0.125, 0.25, 0.5, 0.75}, best response BR (β = 1) and Nash-EMA; τ =
 Every response is enumerable, so each entry P(π_row ≻ π_col) = Σ_x ν(x) π_row(·|x)ᵀ P_x π_col(·|x)
 is EXACT for the trained policies (no sampled evaluation, hence no Clopper–Pearson interval); the
 only spread is over training seeds.
+
+``--game length_quality`` swaps the judge for the free-text length/quality judge with a cyclic
+term on lengths (``deep.llm.preference_models.length_quality_task``: texts of ≤ 3 characters as
+3 tokens, 27 responses); outputs are then named ``nlhf_lm_length_quality.*``.
 """
 
 from __future__ import annotations
 
 import tempfile
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +41,7 @@ POLICIES = ("SFT", *ARMS)
 SEEDS_QUICK, SEEDS_FULL = 2, 5
 STEPS_QUICK, STEPS_FULL = 40, 300
 COMMON = dict(game="three_type_cycle", eps=0.1, model="nano", beta=0.2)
+JUDGES = {"three_type_cycle": "three-type cycle ε = 0.1", "length_quality": "length/quality judge, cyclic λ = 0.6"}
 
 UNCERTAINTY = lambda quick: (
     f"Each entry is EXACT for the trained policies (responses enumerated, golden preference matrix; "
@@ -115,11 +121,26 @@ def plot(data: pd.DataFrame):
     ax.set_yticks(range(k))
     ax.set_yticklabels(POLICIES)
     ax.grid(False)
-    ax.set_title("NLHF Table 1 analogue (nano LMs, three-type cycle ε = 0.1, τ = 0.2): exact P(row ≻ column)")
+    ax.set_title(f"NLHF Table 1 analogue (nano LMs, {JUDGES[COMMON['game']]}, τ = 0.2): exact P(row ≻ column)")
     fig.colorbar(image, ax=ax, shrink=0.8)
     fig.tight_layout()
     return fig
 
 
+def _pop_game(argv: list[str]) -> str:
+    """Remove ``--game NAME`` from ``argv`` (the shared figure CLI has no such flag); default the cycle."""
+    if "--game" not in argv:
+        return "three_type_cycle"
+    i = argv.index("--game")
+    if i + 1 >= len(argv) or argv[i + 1] not in JUDGES:
+        raise SystemExit(f"--game must be one of {sorted(JUDGES)}")
+    game = argv[i + 1]
+    del argv[i:i + 2]
+    return game
+
+
 if __name__ == "__main__":
-    figure_main(__file__, compute, plot)
+    argv = sys.argv[1:]
+    COMMON["game"] = _pop_game(argv)
+    suffix = "" if COMMON["game"] == "three_type_cycle" else f"_{COMMON['game']}"
+    figure_main(str(Path(__file__).with_name(f"nlhf_lm{suffix}.py")), compute, plot, argv)

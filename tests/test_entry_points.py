@@ -15,7 +15,7 @@ from fixpoint_rl.benchmarks.registry import BENCHMARKS
 REPO = Path(__file__).resolve().parents[1]
 FIGURES = sorted(p for p in (REPO / "paper_figs").glob("*.py") if not p.name.startswith("_"))
 # quick modes that train deep agents for minutes run as slow tests
-SLOW_FIGURES = {"qlambda_c51_minatar", "mtpo_lm", "passk_lm", "agro_lm", "jepo_lm", "nlhf_lm"}
+SLOW_FIGURES = {"qlambda_c51_minatar", "mtpo_lm", "passk_lm", "agro_lm", "jepo_lm", "nlhf_lm", "online_offline_lm", "gpo_lm"}
 FIGURES = [pytest.param(p, marks=pytest.mark.slow) if p.stem in SLOW_FIGURES else p for p in FIGURES]
 
 

@@ -31,8 +31,13 @@ ipo        (Δ̄ − 1/(2β_T))²               squared    2·β_T       mean   
 
 (For ipo: (2β_T·Δ̄ − 1)² / (4β_T²) = (Δ̄ − 1/(2β_T))², with Δ̄ the per-token-averaged margin.)
 
+**Regularisation (GPO §4).** :func:`fit_offline_gpo` minimises the exact empirical loss of a fixed
+dataset on an enumerable task to convergence (the LM's optimum, comparable with the tabular
+``solve_gpo``); :func:`beta_ratio_at_equal_kl` measures β_a/β_b at equal KL(π‖π_ref) from two
+KL(β) curves; :func:`taylor_beta_ratio` is the second-order prediction r_b/r_a, r = f″(0)/|f′(0)|.
+
 Shapes: B pairs, P prompt length (left padded), T completion length (right padded, EOS included
-when the task has one).
+when the task has one), X prompts and N responses of an enumerable task.
 """
 
 from __future__ import annotations
@@ -43,8 +48,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...envs.checks import check_choice, check_int, check_scalar, describe
-from ...tabular.core.preference_losses import check_kind, gpo_loss
+from ...envs.checks import as_float_array, check_choice, check_int, check_scalar, describe
+from ...tabular.core.preference_losses import check_kind, gpo_loss, regularization_ratio
 from .sampling import sequence_logprobs
 
 __all__ = [
@@ -55,11 +60,15 @@ __all__ = [
     "OfflineGPOResult",
     "gpo_lm_loss",
     "pair_logprobs",
+    "ConvergedGPOResult",
+    "beta_ratio_at_equal_kl",
     "enumerable_pair_batch",
     "enumerate_policy",
+    "fit_offline_gpo",
     "preference_batch_from_trl",
     "preference_margins",
     "trl_loss_spec",
+    "taylor_beta_ratio",
     "trl_dpo_loss",
     "train_offline_gpo",
 ]
@@ -396,3 +405,176 @@ def train_offline_gpo(
         policy = enumerate_policy(model, task, tokenizer).exp().double().cpu().numpy()
         ref = enumerate_policy(reference, task, tokenizer).exp().double().cpu().numpy()
     return OfflineGPOResult(losses, policy, ref)
+
+
+# ------------------------------------------------------------------------------------------
+# Offline GPO trained to convergence, and the β ratio of two losses at equal KL (GPO §4)
+# ------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class ConvergedGPOResult:
+    """Offline GPO minimised to convergence on an enumerable task (:func:`fit_offline_gpo`).
+
+    Attributes:
+      policy: [X, N] float64 π_θ(y|x) of the trained LM, exact by enumeration (rows sum to 1).
+      reference: [X, N] float64 π_ref(y|x), likewise.
+      loss: the final empirical loss Σ W f(β ρ).
+      iterations: L-BFGS iterations taken.
+      converged: L-BFGS stopped on a tolerance (gradient or loss change at float resolution)
+        before ``max_iterations``. For ``hinge`` (not differentiable at βρ = 1) it only means the
+        loss stopped decreasing.
+      gradient_norm: max |∂L/∂θ| over the parameters at the end.
+    """
+
+    policy: np.ndarray
+    reference: np.ndarray
+    loss: float
+    iterations: int
+    converged: bool
+    gradient_norm: float
+
+
+def fit_offline_gpo(
+    model,
+    reference,
+    task,
+    tokenizer,
+    pair_weights,
+    *,
+    beta: float,
+    kind: str,
+    margin: str = "sum",
+    max_iterations: int = 400,
+    gradient_tolerance: float = 1e-10,
+    history_size: int = 50,
+) -> ConvergedGPOResult:
+    """Minimise the offline GPO loss of a fixed dataset to convergence; return the exact policy.
+
+    The empirical loss of N labelled triples, (1/N) Σ_n f(β ρ_n) (GPO §2), equals
+    Σ_{x,w,l} W[x,w,l]·f(β ρ(x,w,l)) with W = ``tabular.gpo.empirical_pair_weights`` of the triples;
+    on an ``EnumerableTask`` it is computed exactly from the enumerated log π_θ [X, N]
+    (``online_offline.population_gpo_loss``) and minimised over the LM's parameters by full-batch
+    L-BFGS with a strong-Wolfe line search (deterministic; reaches the optimum to float64 rounding
+    where the loss is smooth, which minibatch Adam approaches only slowly). ``margin="mean"``
+    divides every log-ratio by the fixed response length L, i.e. uses β/L.
+
+    Args:
+      model: the policy LM (its parameters are trained in place).
+      reference: the frozen π_ref LM.
+      task: an ``EnumerableTask`` (X prompts, N = K^L responses); tokenizer: its tokenizer.
+      pair_weights: [X, N, N] nonnegative W summing to 1 (the dataset's empirical weights).
+      beta: β > 0 (inside f); kind: a GPO kind or alias; margin: ``"sum"`` or ``"mean"``.
+      max_iterations: L-BFGS iteration cap; gradient_tolerance: stop when max |∂L/∂θ| is below it;
+      history_size: L-BFGS memory.
+
+    Returns:
+      :class:`ConvergedGPOResult`.
+    """
+    from .online_offline import population_gpo_loss
+
+    kind = check_kind(kind)
+    beta = check_scalar("beta", beta, low=0.0, low_inclusive=False)
+    margin = _check_margin(margin)
+    max_iterations = check_int("max_iterations", max_iterations, low=1)
+    gradient_tolerance = check_scalar("gradient_tolerance", gradient_tolerance, low=0.0, low_inclusive=False)
+    history_size = check_int("history_size", history_size, low=1)
+    X, N = task.n_contexts, task.n_responses
+    weights = as_float_array("pair_weights", pair_weights, shape=(X, N, N), nonnegative=True)
+    total = float(weights.sum())
+    if abs(total - 1.0) > 1e-9:
+        raise ValueError(f"pair_weights must sum to 1, got {total!r}")
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("model must have trainable parameters, got none with requires_grad")
+    effective_beta = beta / task.length if margin == "mean" else beta
+    with torch.no_grad():
+        log_reference = enumerate_policy(reference, task, tokenizer).to(params[0].dtype)
+    W = torch.tensor(weights, dtype=params[0].dtype, device=params[0].device)
+    optimizer = torch.optim.LBFGS(params, lr=1.0, max_iter=max_iterations, max_eval=2 * max_iterations,
+                                  history_size=history_size, tolerance_grad=gradient_tolerance,
+                                  tolerance_change=1e-15, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad(set_to_none=False)
+        loss = population_gpo_loss(enumerate_policy(model, task, tokenizer), log_reference, W, effective_beta, kind)
+        loss.backward()
+        return loss
+
+    model.train()
+    optimizer.step(closure)
+    iterations = int(optimizer.state[params[0]].get("n_iter", 0))
+    loss = float(closure().detach())
+    gradient_norm = max(float(p.grad.abs().max()) for p in params if p.grad is not None)
+    optimizer.zero_grad(set_to_none=True)
+    model.eval()
+    with torch.no_grad():
+        policy = enumerate_policy(model, task, tokenizer).double().exp().cpu().numpy()
+        ref = log_reference.double().exp().cpu().numpy()
+    return ConvergedGPOResult(policy / policy.sum(-1, keepdims=True), ref / ref.sum(-1, keepdims=True), loss,
+                              iterations, iterations < max_iterations, gradient_norm)
+
+
+def taylor_beta_ratio(kind: str, reference_kind: str = "squared") -> float:
+    """β_kind / β_reference at equal regularisation, from the second-order Taylor model (GPO §4).
+
+    Derivation. Write σ = β·ρ. The empirical loss Σ W f(σ) no longer involves β, and to second
+    order Σ W f(σ) ≈ f(0) + f′(0)·E_W[σ] + ½f″(0)·E_W[σ²]. Minimising this quadratic over the
+    (fully parametrised) log-ratios gives σ* = (|f′(0)|/f″(0))·s, with s = argmin −E_W[σ] + ½E_W[σ²]
+    the same for every f; so the optimal log-ratios are ρ* = (|f′(0)|/f″(0))·s/β, and two losses
+    give the same policy, hence the same KL(π‖π_ref), when
+
+        β_a / β_b = [|f′(0)|/f″(0)]_a / [|f′(0)|/f″(0)]_b = r_b / r_a,   r = f″(0)/|f′(0)|
+
+    (``regularization_ratio``): logistic and Savage 2, exponential and truncated quadratic 1,
+    squared 1, hinge ∞ (f″(0) = 0: no quadratic term). The prediction does not depend on β; it is
+    exact for ``squared`` (already quadratic) and, for the others, accurate when the optimal σ* are
+    small, i.e. when the data's preferences are close to ½ (Bayes links x*(p) ≈ c·(2p − 1)).
+    """
+    ratio = regularization_ratio(reference_kind)
+    own = regularization_ratio(kind)
+    if ratio == 0.0:
+        raise ValueError(f"reference_kind must have f″(0) > 0, got {reference_kind!r}")
+    return float("inf") if own == 0.0 else ratio / own
+
+
+def _kl_curve(name: str, betas: Any, kls: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(log KL increasing, log β) of a curve KL(β) strictly decreasing in β."""
+    betas = as_float_array(f"betas_{name}", betas, ndim=1)
+    kls = as_float_array(f"kl_{name}", kls, shape=betas.shape)
+    if betas.size < 2:
+        raise ValueError(f"betas_{name} must have at least 2 points, got {betas.size}")
+    if np.any(betas <= 0) or np.any(kls <= 0):
+        raise ValueError(f"betas_{name} and kl_{name} must be > 0, got minima {betas.min()!r}, {kls.min()!r}")
+    order = np.argsort(betas)
+    betas, kls = betas[order], kls[order]
+    if np.any(np.diff(betas) <= 0) or np.any(np.diff(kls) >= 0):
+        raise ValueError(f"kl_{name} must decrease strictly as betas_{name} increases, got {describe(kls)}")
+    return np.log(kls[::-1]), np.log(betas[::-1])
+
+
+def beta_ratio_at_equal_kl(betas_a, kl_a, betas_b, kl_b, kl_levels) -> np.ndarray:
+    """β_a(k)/β_b(k): the ratio of the β's at which two losses reach the same KL level k.
+
+    Each curve KL(β) (strictly decreasing in β) is inverted by piecewise-linear interpolation of
+    log β against log KL; exact for power laws KL = c·β^(−p), and for any curve when the two β grids
+    differ by the factor sought (then both interpolants are shifted copies).
+
+    Args:
+      betas_a, kl_a: [M_a] a curve; betas_b, kl_b: [M_b] another (M ≥ 2, all > 0).
+      kl_levels: [J] KL levels inside both curves' ranges (else ``ValueError`` naming the range).
+
+    Returns:
+      [J] β_a/β_b.
+    """
+    log_kl_a, log_beta_a = _kl_curve("a", betas_a, kl_a)
+    log_kl_b, log_beta_b = _kl_curve("b", betas_b, kl_b)
+    levels = as_float_array("kl_levels", kl_levels, ndim=1)
+    low = max(log_kl_a[0], log_kl_b[0])
+    high = min(log_kl_a[-1], log_kl_b[-1])
+    if levels.size == 0 or np.any(levels <= 0):
+        raise ValueError(f"kl_levels must be a non-empty array of positive numbers, got {describe(levels)}")
+    log_levels = np.log(levels)
+    slack = 1e-12 * max(1.0, abs(low), abs(high))
+    if np.any(log_levels < low - slack) or np.any(log_levels > high + slack):
+        raise ValueError(f"kl_levels must lie in the common KL range [{np.exp(low):.6g}, {np.exp(high):.6g}] "
+                         f"of both curves, got {describe(levels)}")
+    return np.exp(np.interp(log_levels, log_kl_a, log_beta_a) - np.interp(log_levels, log_kl_b, log_beta_b))

@@ -1,7 +1,7 @@
 """Deep MTPO and MTPO-τ: multi-turn preference optimisation of a language model on dialogue games
 (Shani et al., NeurIPS 2024, arXiv 2405.14655, §4.1; tabular counterpart ``fixpoint_rl.tabular.multiturn``).
 
-``fixpoint train mtpo --set algorithm=mtpo|mtpo_tau|rlhf_multi|rlhf_single``.
+``fixpoint train mtpo --set algorithm=mtpo|mtpo_tau|mtpo_tau_nash_md|rlhf_multi|rlhf_single``.
 
 The game is a ``fixpoint_rl.envs.dialogue.DialogueGame`` played as text
 (``fixpoint_rl.deep.llm.tasks.DialogueTextGame``): the prompt is ``"c<c>:"``, each turn the LM
@@ -26,18 +26,39 @@ mirror-descent direction of MTPO eq. (1)–(2) through the softmax Jacobian (tes
 Its stationary points with π′ = π_θ are π ∝ μ exp(Q^{π,π}_α/α), the Nash equilibrium π*_α
 (Lemma 3.2). The MD proximity term KL(π_θ‖π_{θ_{t−1}}) is dropped, as in the paper.
 
-Algorithms (terminal signal of a trajectory τ):
-* ``mtpo`` — self-play: two trajectories per context from π_θ, τ gets P(x ≻ x′) (or a Bernoulli
-  draw of it) and τ′ gets 1 − that; both update (Table 4: 2 generations, 2 updates per context).
-* ``mtpo_tau`` — the opponent τ′ is drawn from the per-token geometric mixture
-  π^β ∝ π_θ^{1−β} μ^β (MTPO-τ / multi-turn Nash-MD, β = ``mixture_beta``); only τ ~ π_θ updates
-  (τ′ is off-policy). Fixed point π ∝ μ exp(Q^{π,π^β}_α/α) (π*_α only at β = 0).
+Algorithms (terminal signal of each dialogue; x, x′ the final states of two dialogues):
+* ``mtpo`` — self-play: two dialogues per context from π_θ, the first gets P(x ≻ x′) (or a
+  Bernoulli draw of it) and the second 1 − that; both update (Table 4: 2 generations, 2 updates per context).
+* ``mtpo_tau`` — MTPO-τ as the paper states it (§4 "MTPO-τ" and Table 4: 2 generations and 2
+  updates per context): BOTH trajectories are drawn from the per-token geometric mixture
+  π^τ ∝ π_θ^{1−τ} μ^τ (τ = ``mixture_beta``), each is scored against the other (P and 1 − P) and
+  both update. The tabular step π_{t+1} ∝ π^τ_t exp(η Q^{π^τ_t,π^τ_t}_α) moves log π_t along
+  Q^{π^τ,π^τ}_α − α log(π_t/μ) (τ = ηα), so the returns are the MIXTURE's (its future KL in the
+  turn rewards, its value in V_φ) and the score term carries the per-turn ratio
+  π_θ(y_h|x_h)/π^τ(y_h|x_h) (detached): the expected gradient in each state's logits is then
+  −d_{π^τ}(x)(diag π_θ − π_θπ_θᵀ)(Q^{π^τ,π^τ}_α − α log(π_θ/μ))(x, ·), the direction
+  of one tabular ``mtpo_tau`` step with constant ηα = τ through the softmax Jacobian (tested to
+  1e-13). With a fixed τ its rest
+  point is α log(π/μ) = Q^{π^τ,π^τ}_α + const, near π*_α for small τ (exactly π*_α as τ → 0).
+* ``mtpo_tau_nash_md`` — the Nash-MD-PG form (Munos et al. 2024, arXiv 2312.00886, §7) lifted to
+  dialogues, kept as a separate variant: one dialogue from π_θ, the opponent's from π^τ, only
+  the first updates (the opponent's is off-policy). Rest point π ∝ μ exp(Q^{π,π^τ}_α/α) (π*_α only at τ = 0).
 * ``rlhf_multi`` — multi-turn RLHF: a Bradley–Terry reward r̂ on final states fitted to
-  μ-sampled comparisons (``fixpoint_rl.tabular.multiturn.multiturn_rlhf``'s fit) or the game's
-  own reward (``reward_source="game"``, Car Dealer's sale price); one trajectory per context.
-* ``rlhf_single`` — single-turn RLHF: every turn is a bandit with the turn-level BT reward
-  r̂(x_h, y_h) of ``tabular.multiturn.single_turn_rlhf`` (recovered from its policy as
-  α log(π/μ), exact up to a per-state constant); Â_h = r̂(x_h, y_h) − V_φ(x_h), no bootstrap.
+  μ-sampled comparisons of whole dialogues (``fit_multiturn_reward``; ``reward_pairs=0``: the
+  population limit) or the game's own reward (``reward_source="game"``, Car Dealer's sale
+  price); one trajectory per context.
+* ``rlhf_single`` — single-turn RLHF: every turn is a bandit with a turn-level BT reward
+  r̂(x_h, y_h) fitted per state to comparisons of two μ-drawn actions judged after μ-continuation
+  of both branches (the paper's single-turn-value baseline, ``fit_single_turn_reward``);
+  Â_h = r̂(x_h, y_h) − V_φ(x_h), no bootstrap. Both fits enumerate the transcript tree of μ
+  (games with ≤ ``MAX_TRANSCRIPTS`` transcripts; larger games need ``prepare(..., reward=...)``).
+
+Oracles are ARGUMENTS: this module never runs the tabular solvers (``fixpoint_rl.deep`` imports
+torch, ``tabular.core`` and ``envs`` only, never Numba). ``prepare(config, seed, nash=π*_α)``
+takes the regularised Nash policy [N_dec, A] computed by the caller (tests, figure scripts:
+``fixpoint_rl.tabular.multiturn.multiturn_regularized_nash``); ``evaluate`` then reports
+KL_p(π*_α‖π_θ) and P(π_θ ≻ π*_α), exactly, by enumerating transcripts. ``reward=`` replaces the
+module's own reward fits (e.g. by the tabular ``multiturn_rlhf`` fit).
 
 The reference μ is the game's reference policy (the paper's SFT policy), looked up by state; the
 LM is first distilled towards it (``sft_steps`` of cross-entropy on μ-sampled dialogues).
@@ -55,7 +76,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from ...envs.checks import check_choice, check_int, check_scalar
+from ...envs.checks import as_float_array, check_choice, check_distribution, check_int, check_scalar
 from ..config import Config
 from ..registry import TrainerSpec
 from ..runtime import Run, generator_state, restore_generator
@@ -72,10 +93,18 @@ __all__ = [
     "gae",
     "turn_rewards",
     "mtpo_loss",
+    "StepLosses",
+    "step_losses",
     "policy_table",
     "final_distribution",
     "win_rate",
     "expected_reward",
+    "trajectory_kl_from",
+    "geometric_mixture",
+    "fit_bradley_terry",
+    "fit_multiturn_reward",
+    "continuation_outcomes",
+    "fit_single_turn_reward",
     "MTPOState",
     "prepare",
     "train_step",
@@ -84,7 +113,8 @@ __all__ = [
     "TRAINER",
 ]
 
-ALGORITHMS = ("mtpo", "mtpo_tau", "rlhf_multi", "rlhf_single")
+ALGORITHMS = ("mtpo", "mtpo_tau", "mtpo_tau_nash_md", "rlhf_multi", "rlhf_single")
+BT_L2 = 1e-3  # l2 of the Bradley–Terry fits (fixes the BT shift; unseen states stay at 0)
 MAX_TRANSCRIPTS = 20_000  # exact enumeration cap (leaves of the transcript tree)
 
 
@@ -95,7 +125,7 @@ MAX_TRANSCRIPTS = 20_000  # exact enumeration cap (leaves of the transcript tree
 class MTPOConfig(Config):
     """Settings of deep MTPO / MTPO-τ and the RLHF baselines (every field: ``--set name=value``)."""
 
-    algorithm: Literal["mtpo", "mtpo_tau", "rlhf_multi", "rlhf_single"] = "mtpo"
+    algorithm: Literal["mtpo", "mtpo_tau", "mtpo_tau_nash_md", "rlhf_multi", "rlhf_single"] = "mtpo"
     """Terminal signal and opponent (see the module docstring)."""
     game: Literal["tree", "layered", "education", "car_dealer"] = "tree"
     """Dialogue game: tree_game, random_layered_game, education_dialogue or car_dealer."""
@@ -110,18 +140,18 @@ class MTPOConfig(Config):
     alpha: float = 0.1
     """α, KL coefficient to the reference μ."""
     mixture_beta: float = 0.125
-    """β of MTPO-τ's opponent mixture π^β ∝ π_θ^{1−β} μ^β."""
+    """The paper's mixing τ of MTPO-τ's geometric mixture π^τ ∝ π_θ^{1−τ} μ^τ (Table 4 uses
+    0.0375 with α = 0.0025)."""
     lam: float = 0.95
     """GAE λ (γ = 1)."""
     feedback: Literal["bernoulli", "probability"] = "bernoulli"
     """Terminal preference: one Bernoulli comparison per pair, or its probability."""
     estimator: Literal["sampled", "expected"] = "sampled"
-    """Sampled rollouts, or the exact expectation over all transcripts (small games; MTPO-τ
-    needs a per-state policy table there: trees and Education Dialogue)."""
+    """Sampled rollouts, or the exact expectation over all transcripts (small games)."""
     reward_source: Literal["bradley_terry", "game"] = "bradley_terry"
     """RLHF reward: a BT model fitted on μ-sampled pairs, or the game's final reward."""
     reward_pairs: int = 2000
-    """μ-sampled comparisons for the BT fits (0: the population limit)."""
+    """μ-sampled comparisons for the BT fits, in all (0: the population limit)."""
     batch_contexts: int = 8
     """Contexts per step (drawn from ρ); MTPO rolls out 2 transcripts per context."""
     steps: int = 300
@@ -241,6 +271,7 @@ class Transcripts:
       contexts: [B] numpy int.
       weights: [B] float64 — 1/B for samples, the exact probability ρ(c)·p(τ) for enumeration.
       transition_probs: [B] numpy float, Π_h p(x_{h+1}|x_h, y_h) (enumeration only; else None).
+      step_probs: [B, H] numpy float, p(x_{h+1}|x_h, y_h) per turn (enumeration only; else None).
     """
 
     ids: torch.Tensor
@@ -251,6 +282,7 @@ class Transcripts:
     contexts: np.ndarray
     weights: np.ndarray
     transition_probs: np.ndarray | None = None
+    step_probs: np.ndarray | None = None
 
 
 def _prompt_batch(tokenizer, text, contexts, device):
@@ -328,16 +360,17 @@ def enumerate_transcripts(policy: DialoguePolicy, tokenizer, text) -> Transcript
     A, H, X = game.num_actions, game.horizon, game.num_contexts
     starts, nxt, probs = (np.asarray(game.transition_starts), np.asarray(game.transition_next),
                           np.asarray(game.transition_probs))
-    rows = [(c, [c], [], [], 1.0) for c in range(X)]  # context, states, actions, obs, p
+    rows = [(c, [c], [], [], 1.0, []) for c in range(X)]  # context, states, actions, obs, p, steps
     for _ in range(H):
         grown = []
-        for c, sts, acts, obs, p in rows:
+        for c, sts, acts, obs, p, steps in rows:
             for a in range(A):
                 k = sts[-1] * A + a
                 for j in range(starts[k + 1] - starts[k]):
                     q = probs[starts[k] + j]
                     if q > 0:
-                        grown.append((c, sts + [int(nxt[starts[k] + j])], acts + [a], obs + [j], p * q))
+                        grown.append((c, sts + [int(nxt[starts[k] + j])], acts + [a], obs + [j], p * q,
+                                      steps + [float(q)]))
         rows = grown
         if len(rows) > MAX_TRANSCRIPTS:
             raise ValueError(f"game has more than {MAX_TRANSCRIPTS} transcripts to enumerate ({game.name})")
@@ -346,7 +379,7 @@ def enumerate_transcripts(policy: DialoguePolicy, tokenizer, text) -> Transcript
     ids, mask = _prompt_batch(tokenizer, text, contexts, device)
     action_ids = policy.action_ids.cpu().numpy()
     turns = []
-    for _, _, acts, obs, _ in rows:
+    for _, _, acts, obs, _, _ in rows:
         seq = []
         for a, o in zip(acts, obs):
             seq += [int(action_ids[a])] + _obs_ids(tokenizer, [o])
@@ -359,6 +392,7 @@ def enumerate_transcripts(policy: DialoguePolicy, tokenizer, text) -> Transcript
         prompt_len=ids.shape[1], states=np.array([r[1] for r in rows], dtype=np.int64),
         actions=np.array([r[2] for r in rows], dtype=np.int64), contexts=contexts,
         weights=rho[contexts] * transition, transition_probs=transition,
+        step_probs=np.array([r[5] for r in rows], dtype=np.float64).reshape(len(rows), H),
     )
 
 
@@ -470,6 +504,166 @@ def mtpo_loss(logp: torch.Tensor, log_ref: torch.Tensor, actions: torch.Tensor, 
 
 
 # ------------------------------------------------------------------------------------------
+# reward models of the RLHF baselines (Bradley–Terry fits on μ-sampled comparisons)
+# ------------------------------------------------------------------------------------------
+def fit_bradley_terry(wins: np.ndarray, l2: float = BT_L2) -> np.ndarray:
+    """Batched Bradley–Terry fit (Bradley & Terry 1952): for every group g,
+    r_g = argmin −Σ_ij W_gij log σ(r_gi − r_gj) / Σ_ij W_gij + (l2/2)‖r_g‖².
+
+    ``wins`` [G, K, K] (W_gij = weight of "i beat j" in group g; padding rows/columns of zeros
+    stay at r = 0). Strictly convex (Hessian ⪰ l2·I); solved by Newton's method with backtracking
+    in float64 to a gradient of 1e-13; gradients and Hessian-vector products by torch autograd
+    and the Newton systems by conjugate gradients (memory O(G·K²) for K up to thousands of final
+    states; the objective is written once, here, and the tests check the fit against the tabular
+    Newton fit of ``fixpoint_rl.tabular.multiturn``). Returns r [G, K] float64."""
+    W = as_float_array("wins", wins, ndim=3, nonnegative=True)
+    if W.shape[1] != W.shape[2]:
+        raise ValueError(f"wins must be [G, K, K], got shape {W.shape}")
+    l2 = check_scalar("l2", l2, low=0.0, low_inclusive=False)
+    total = np.maximum(W.sum(axis=(1, 2), keepdims=True), 1e-300)
+    weights = torch.from_numpy(W / total)
+
+    def group_loss(r_g, w_g):  # one group: r_g [K], w_g [K, K]
+        d = r_g[:, None] - r_g[None, :]
+        return (w_g * torch.nn.functional.softplus(-d)).sum() + 0.5 * l2 * (r_g * r_g).sum()
+
+    group_losses = torch.func.vmap(group_loss)
+    group_grads = torch.func.vmap(torch.func.grad(group_loss))
+
+    def hessian_times(r, v):  # [G, K]: H_g(r_g) v_g for every group (forward-over-reverse HVP)
+        return torch.func.jvp(lambda x: group_grads(x, weights), (r,), (v,))[1]
+
+    G, K = W.shape[:2]
+    r = torch.zeros((G, K), dtype=torch.float64)
+    current = group_losses(r, weights)
+    for _ in range(100):
+        grad = group_grads(r, weights)
+        if float(grad.abs().max()) < 1e-13:
+            break
+        step = _conjugate_gradient(lambda v, r=r: hessian_times(r, v), grad, iterations=4 * K + 20)
+        scale = torch.ones(G, 1, dtype=torch.float64)
+        for _ in range(30):  # backtracking per group (the groups are independent problems)
+            candidate = r - scale * step
+            value = group_losses(candidate, weights)
+            worse = value > current
+            if not bool(worse.any()):
+                break
+            scale = torch.where(worse[:, None], 0.5 * scale, scale)
+        r, current = candidate, value
+    return r.numpy().copy()
+
+
+def _conjugate_gradient(apply, rhs: torch.Tensor, iterations: int) -> torch.Tensor:
+    """Solve A_g x_g = b_g for every row g of ``rhs`` [G, K] (A_g symmetric positive definite,
+    given by ``apply(v)`` [G, K] -> [G, K]) by conjugate gradients, to a residual of 1e-15·‖b_g‖
+    (Hestenes & Stiefel 1952)."""
+    x = torch.zeros_like(rhs)
+    residual = rhs.clone()
+    direction = residual.clone()
+    rs = (residual * residual).sum(-1, keepdim=True)
+    stop = 1e-30 * rs.clamp(min=1e-300)
+    for _ in range(iterations):
+        if bool((rs <= stop).all()):
+            break
+        curvature = apply(direction)
+        step = rs / (direction * curvature).sum(-1, keepdim=True).clamp(min=1e-300)
+        step = torch.where(rs <= stop, torch.zeros_like(step), step)
+        x = x + step * direction
+        residual = residual - step * curvature
+        new_rs = (residual * residual).sum(-1, keepdim=True)
+        direction = residual + (new_rs / rs.clamp(min=1e-300)) * direction
+        rs = new_rs
+    return x
+
+
+def _bernoulli_wins(first, second, prob, rng, size):
+    """[size, size] counts N_ij = #(i beat j) of pairs (first, second) won with probability prob."""
+    won = rng.random(first.size) < prob
+    table = np.zeros((size, size))
+    np.add.at(table, (np.where(won, first, second), np.where(won, second, first)), 1.0)
+    return table
+
+
+def fit_multiturn_reward(game, d_reference: np.ndarray, n_pairs: int | None, rng: np.random.Generator,
+                         l2: float = BT_L2) -> np.ndarray:
+    """Multi-turn RLHF reward (Shani et al. 2024, arXiv 2405.14655, §5 "RLHF-multi"): a BT reward
+    r̂ [F] on final states fitted to ``n_pairs`` comparisons of two μ-played dialogues of the same
+    context (contexts drawn from ρ, Bernoulli labels from the game's preference), one fit per
+    context; ``n_pairs=None``: the population limit N_ij = d_μ(i) d_μ(j) P(i ≻ j | c).
+    ``d_reference`` [F]: μ's final-state distribution (``final_distribution`` with table μ)."""
+    d = as_float_array("d_reference", d_reference, shape=(game.num_final_states,), nonnegative=True)
+    starts = np.asarray(game.final_starts)
+    width = int(np.max(np.diff(starts)))
+    wins = np.zeros((game.num_contexts, width, width))
+    counts = None if n_pairs is None else rng.multinomial(check_int("n_pairs", n_pairs, low=1),
+                                                          np.asarray(game.context_probs))
+    for c in range(game.num_contexts):
+        lo, hi = int(starts[c]), int(starts[c + 1])
+        block = game.preference_matrix(c)
+        dc = d[lo:hi]
+        if counts is None:
+            wins[c, : hi - lo, : hi - lo] = dc[:, None] * dc[None, :] * block
+        elif counts[c]:
+            first, second = rng.choice(hi - lo, size=(2, int(counts[c])), p=dc / dc.sum())
+            wins[c, : hi - lo, : hi - lo] = _bernoulli_wins(first, second, block[first, second], rng, hi - lo)
+    r = fit_bradley_terry(wins, l2)
+    return np.concatenate([r[c, : int(starts[c + 1] - starts[c])] for c in range(game.num_contexts)])
+
+
+def continuation_outcomes(game, batch: Transcripts) -> np.ndarray:
+    """E [N_dec, A, F_max]: the final-state distribution after action a at decision state s when
+    the dialogue continues with μ (local final ids of s's context), from an enumerated batch:
+    every transcript through (x_h, y_h) adds its μ-continuation probability
+    Π_{h'≥h} p(x_{h'+1}|·) Π_{h'>h} μ(y_{h'}|x_{h'}). Rows are normalised (a state reached by several
+    transcripts gets the same continuation from each); all-zero for states no transcript visits."""
+    if batch.step_probs is None:
+        raise ValueError("batch must come from enumerate_transcripts (step_probs is None)")
+    H, A = game.horizon, game.num_actions
+    starts = np.asarray(game.final_starts)
+    width = int(np.max(np.diff(starts)))
+    mu_taken = np.asarray(game.reference)[batch.states[:, :H], batch.actions]
+    E = np.zeros((game.num_decision_states, A, width))
+    local = batch.states[:, -1] - game.num_decision_states - starts[batch.contexts]
+    suffix = np.ones(batch.states.shape[0])
+    for h in range(H - 1, -1, -1):
+        suffix = suffix * batch.step_probs[:, h]
+        np.add.at(E, (batch.states[:, h], batch.actions[:, h], local), suffix)
+        suffix = suffix * mu_taken[:, h]
+    total = E.sum(axis=2, keepdims=True)
+    return np.divide(E, total, out=np.zeros_like(E), where=total > 0)
+
+
+def fit_single_turn_reward(game, outcomes: np.ndarray, n_pairs: int | None, rng: np.random.Generator,
+                           l2: float = BT_L2) -> np.ndarray:
+    """Single-turn RLHF reward (Shani et al. 2024, §5 "single-turn-value"): at every decision state
+    s the turn-level preference T_s(a, b) = E_a P_c E_bᵀ of two actions judged after μ-continuation
+    of both branches (``outcomes`` E [N_dec, A, F_max] from :func:`continuation_outcomes`),
+    antisymmetrised, and a BT reward r̂(s, ·) fitted to comparisons of two μ-drawn actions:
+    ``n_pairs`` in all (states drawn uniformly), or None for the population limit
+    N_ab = μ(a|s) μ(b|s) T_s(a, b). Returns r̂ [N_dec, A]."""
+    n_dec, A = game.num_decision_states, game.num_actions
+    E = as_float_array("outcomes", outcomes, ndim=3, nonnegative=True)
+    if E.shape[:2] != (n_dec, A):
+        raise ValueError(f"outcomes must be [N_dec={n_dec}, A={A}, F], got shape {E.shape}")
+    mu = np.asarray(game.reference)
+    context = np.asarray(game.state_context)
+    counts = None if n_pairs is None else rng.multinomial(check_int("n_pairs", n_pairs, low=1),
+                                                          np.full(n_dec, 1.0 / n_dec))
+    wins = np.zeros((n_dec, A, A))
+    for s in range(n_dec):
+        block = game.preference_matrix(int(context[s]))
+        Es = E[s, :, : block.shape[0]]
+        T = Es @ block @ Es.T
+        T = 0.5 * (T + 1.0 - T.T)
+        if counts is None:
+            wins[s] = mu[s][:, None] * mu[s][None, :] * T
+        elif counts[s]:
+            first, second = rng.choice(A, size=(2, int(counts[s])), p=mu[s])
+            wins[s] = _bernoulli_wins(first, second, T[first, second], rng, A)
+    return fit_bradley_terry(wins, l2)
+
+
+# ------------------------------------------------------------------------------------------
 # training state
 # ------------------------------------------------------------------------------------------
 @dataclasses.dataclass
@@ -484,36 +678,54 @@ class MTPOState:
     generator: torch.Generator
     rng: np.random.Generator
     reward: np.ndarray | None  # [F] multi-turn reward, or [N_dec, A] turn-level reward
-    nash: np.ndarray | None  # π*_α when the game has per-state transcripts and is small
+    nash: np.ndarray | None  # π*_α [N_dec, A] given by the caller, or None
     step: int = 0
     sft_loss: float = float("nan")
 
 
-def _fit_rewards(config: MTPOConfig, game, seed: int):
-    from ...tabular.multiturn import multiturn_rlhf, single_turn_rlhf
-
+def _fit_rewards(config: MTPOConfig, game, text, tokenizer, policy, seed: int) -> np.ndarray | None:
+    """The RLHF baselines' reward (None for the preference algorithms), fitted on comparisons
+    drawn with a generator of its own (the training generators are untouched)."""
+    if config.algorithm not in ("rlhf_multi", "rlhf_single"):
+        return None
+    if config.algorithm == "rlhf_multi" and config.reward_source == "game":
+        return np.asarray(game.final_reward, dtype=np.float64)
+    rng = np.random.default_rng([seed, 0xB7])
     pairs = None if config.reward_pairs == 0 else config.reward_pairs
+    batch = enumerate_transcripts(policy, tokenizer, text)
     if config.algorithm == "rlhf_multi":
-        if config.reward_source == "game":
-            return np.asarray(game.final_reward)
-        return np.asarray(multiturn_rlhf(game, config.alpha, n_pairs=pairs, seed=seed).extras["reward"])
-    if config.algorithm == "rlhf_single":
-        per_state = None if pairs is None else max(pairs // game.num_decision_states, 1)
-        pi = single_turn_rlhf(game, config.alpha, signal="continuation", n_pairs=per_state, seed=seed).final
-        # π ∝ μ exp(r̂/α) per state, so α log(π/μ) is r̂ up to a per-state constant
-        return config.alpha * (np.log(pi) - np.log(np.asarray(game.reference)))
-    return None
+        d_mu = final_distribution(None, batch, game, table=np.asarray(game.reference))
+        return fit_multiturn_reward(game, d_mu, pairs, rng)
+    return fit_single_turn_reward(game, continuation_outcomes(game, batch), pairs, rng)
 
 
-def prepare(config: MTPOConfig, seed: int, device: Any = "cpu") -> MTPOState:
-    """Game, tokenizer, policy (distilled towards μ for ``sft_steps``), optimiser, generators."""
-    from ...tabular.multiturn import multiturn_regularized_nash
+def _check_reward(config: MTPOConfig, game, reward) -> np.ndarray:
+    shape = (game.num_final_states,) if config.algorithm == "rlhf_multi" else (game.num_decision_states,
+                                                                              game.num_actions)
+    if config.algorithm not in ("rlhf_multi", "rlhf_single"):
+        raise ValueError(f"reward is used only by rlhf_multi and rlhf_single, got it with algorithm="
+                         f"{config.algorithm!r}")
+    return as_float_array("reward", reward, shape=shape)
+
+
+def prepare(config: MTPOConfig, seed: int, device: Any = "cpu", *, nash: np.ndarray | None = None,
+            reward: np.ndarray | None = None) -> MTPOState:
+    """Game, tokenizer, policy (distilled towards μ for ``sft_steps``), optimiser, generators.
+
+    ``nash``: the regularised Nash policy π*_α [N_dec, A] of the game at ``config.alpha``,
+    computed by the caller (e.g. ``fixpoint_rl.tabular.multiturn.multiturn_regularized_nash``);
+    ``evaluate`` then reports KL_p(π*_α‖π_θ) and P(π_θ ≻ π*_α). ``reward``: the RLHF reward
+    ([F] for rlhf_multi, [N_dec, A] for rlhf_single) instead of this module's own BT fit."""
     from .models import build_lm
     from .tasks import OBSERVATION_CHARS, dialogue_text_game
     from .tokenizer import build_char_tokenizer
 
     config.validate()
     game = build_game(config)
+    if nash is not None:
+        nash = check_distribution("nash", nash, shape=(game.num_decision_states, game.num_actions), copy=True)
+    if reward is not None:
+        reward = _check_reward(config, game, reward)
     text = dialogue_text_game(game)
     alphabet = "".join(dict.fromkeys("c:0123456789" + text.action_chars + OBSERVATION_CHARS))
     tokenizer = build_char_tokenizer(alphabet)
@@ -529,15 +741,13 @@ def prepare(config: MTPOConfig, seed: int, device: Any = "cpu") -> MTPOState:
     ], betas=(config.adam_beta1, 0.999), weight_decay=0.0)
     generator = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng([seed, 0x3170])
-    nash = None
-    if game.num_decision_states * game.num_actions <= 5000 and config.game in ("tree", "education"):
-        nash = multiturn_regularized_nash(game, config.alpha)
     if config.lr_schedule == "linear":
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: max(1.0 - t / config.steps, 0.0))
     else:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: 1.0)
-    state = MTPOState(config, game, text, tokenizer, policy, optimizer, scheduler, generator, rng,
-                      _fit_rewards(config, game, seed), nash)
+    if reward is None:
+        reward = _fit_rewards(config, game, text, tokenizer, policy, seed)
+    state = MTPOState(config, game, text, tokenizer, policy, optimizer, scheduler, generator, rng, reward, nash)
     if config.sft_steps:
         state.sft_loss = _distill_reference(state)
     return state
@@ -583,77 +793,116 @@ def _terminal_signals(state: MTPOState, batch: Transcripts, opponent_finals: np.
     return (state.rng.random(p.size) < p).astype(np.float64)
 
 
-def train_step(state: MTPOState) -> dict[str, float]:
-    """One update: roll out (or enumerate), score, GAE, one AdamW step on policy + value loss."""
+def geometric_mixture(logp: torch.Tensor, log_ref: torch.Tensor, tau: float) -> torch.Tensor:
+    """log π^τ = log_softmax((1 − τ) log π_θ + τ log μ) over the last (action) axis [..., A]
+    (MTPO-τ's mixture; NLHF's per-token geometric mixture)."""
+    return torch.log_softmax((1.0 - tau) * logp + tau * log_ref, dim=-1)
+
+
+def _final_distribution_of(batch: Transcripts, game, behaviour_taken: torch.Tensor) -> np.ndarray:
+    """[F] final-state distribution (conditional on the context) of the per-transcript policy whose
+    log-probabilities of the taken actions are ``behaviour_taken`` [B, H] (enumerated batch)."""
+    probs = behaviour_taken.sum(-1).exp().to(torch.float64).cpu().numpy() * batch.transition_probs
+    d = np.zeros(game.num_final_states)
+    np.add.at(d, batch.states[:, -1] - game.num_decision_states, probs)
+    return d
+
+
+@dataclasses.dataclass
+class StepLosses:
+    """What one step differentiates: ``policy_loss`` and ``value_loss`` (scalars with graphs),
+    the batch, ``logp`` [B, H, A] (log π_θ, with graph), the terminal signals and the metrics."""
+
+    policy_loss: torch.Tensor
+    value_loss: torch.Tensor
+    batch: Transcripts
+    logp: torch.Tensor
+    terminal: np.ndarray | None
+    metrics: dict[str, float]
+
+
+def step_losses(state: MTPOState) -> StepLosses:
+    """Roll out (or enumerate), score, GAE: the losses of one step (no parameter change, but the
+    sampled estimator advances the state's generators).
+
+    Every algorithm has a behaviour policy b (the one its trajectories follow: π_θ, or π^τ for
+    ``mtpo_tau``); the turn rewards carry b's future KL, V_φ fits b's returns and the score term
+    −Â π_θ/b log π_θ carries the per-turn ratio π_θ/b (1 unless b = π^τ)."""
     config, game, policy = state.config, state.game, state.policy
-    H, alpha = game.horizon, config.alpha
+    H, alpha, tau = game.horizon, config.alpha, config.mixture_beta
+    algorithm = config.algorithm
     expected = config.estimator == "expected"
+    terminal: np.ndarray | None = None
     if expected:
         batch = enumerate_transcripts(policy, state.tokenizer, state.text)
-        opponent_d = None
-        if config.algorithm in ("mtpo", "mtpo_tau"):
-            if config.algorithm == "mtpo":
-                opponent_d = final_distribution(policy, batch, game)
-            else:
-                opponent_d = final_distribution(policy, batch, game, table=_mixture_table(state, batch))
-        terminal = _terminal_signals(state, batch, None, opponent_d) if config.algorithm != "rlhf_single" else None
     else:
         contexts = state.rng.choice(game.num_contexts, size=config.batch_contexts, p=game.context_probs)
-        batch = rollout(policy, state.tokenizer, state.text, contexts, state.generator, state.rng)
-        terminal = None
-        if config.algorithm == "mtpo":
-            other = rollout(policy, state.tokenizer, state.text, contexts, state.generator, state.rng)
+        source = "mixture" if algorithm == "mtpo_tau" else "policy"
+        batch = rollout(policy, state.tokenizer, state.text, contexts, state.generator, state.rng,
+                        source=source, beta=tau)
+        if algorithm in ("mtpo", "mtpo_tau"):  # 2 generations and 2 updates per context
+            other = rollout(policy, state.tokenizer, state.text, contexts, state.generator, state.rng,
+                            source=source, beta=tau)
             first = _terminal_signals(state, batch, other.states[:, -1], None)
             batch = _concat(batch, other)
             terminal = np.concatenate([first, 1.0 - first])
-        elif config.algorithm == "mtpo_tau":
+        elif algorithm == "mtpo_tau_nash_md":
             other = rollout(policy, state.tokenizer, state.text, contexts, state.generator, state.rng,
-                            source="mixture", beta=config.mixture_beta)
+                            source="mixture", beta=tau)
             terminal = _terminal_signals(state, batch, other.states[:, -1], None)
-        elif config.algorithm == "rlhf_multi":
+        elif algorithm == "rlhf_multi":
             terminal = _terminal_signals(state, batch, None, None)
     logp, values = decision_outputs(policy, batch.ids, batch.mask, batch.prompt_len, H)
     log_ref = _log_ref(game, batch.states[:, :H]).to(logp)
     actions = torch.from_numpy(batch.actions).to(logp.device)
     with torch.no_grad():
-        kl = (logp.exp() * (logp - log_ref)).sum(-1)
+        current = logp.detach()
+        behaviour = geometric_mixture(current, log_ref, tau) if algorithm == "mtpo_tau" else current
+        taken = current.gather(-1, actions[..., None]).squeeze(-1)
+        behaviour_taken = behaviour.gather(-1, actions[..., None]).squeeze(-1)
+        if expected and algorithm in ("mtpo", "mtpo_tau", "mtpo_tau_nash_md"):
+            opponent = behaviour_taken
+            if algorithm == "mtpo_tau_nash_md":
+                opponent = geometric_mixture(current, log_ref, tau).gather(-1, actions[..., None]).squeeze(-1)
+            terminal = _terminal_signals(state, batch, None, _final_distribution_of(batch, game, opponent))
+        elif expected and algorithm == "rlhf_multi":
+            terminal = _terminal_signals(state, batch, None, None)
+        kl = (current.exp() * (current - log_ref)).sum(-1)
+        behaviour_kl = (behaviour.exp() * (behaviour - log_ref)).sum(-1)
         v = values.detach().to(logp.dtype)
-        if config.algorithm == "rlhf_single":
+        if algorithm == "rlhf_single":
             r = torch.from_numpy(state.reward[batch.states[:, :H], batch.actions]).to(logp)
             advantages, returns = r - v, r
         else:
-            rewards = turn_rewards(torch.from_numpy(terminal).to(logp), kl, alpha)
+            rewards = turn_rewards(torch.from_numpy(terminal).to(logp), behaviour_kl, alpha)
             advantages, returns = gae(rewards, v, config.lam)
         if expected:
-            # exact trajectory probabilities ρ(c)·Π p·Π π_θ (detached): Σ_b w_b (·) is the expectation
-            weights = torch.from_numpy(batch.weights).to(logp)
-            weights = weights * torch.exp(logp.gather(-1, actions[..., None]).squeeze(-1).sum(-1))
+            # exact trajectory probabilities ρ(c)·Π p·Π b (detached): Σ_w (·) is the expectation
+            weights = torch.from_numpy(batch.weights).to(logp) * torch.exp(behaviour_taken.sum(-1))
         else:
             weights = torch.full((batch.ids.shape[0],), 1.0 / batch.ids.shape[0], dtype=logp.dtype,
                                  device=logp.device)
         if config.normalize_advantages:
             advantages = advantages / (advantages.std() + 1e-8)
-    policy_loss = mtpo_loss(logp, log_ref, actions, advantages, weights, alpha)
+        ratio = torch.exp(taken - behaviour_taken)  # π_θ/π^τ per turn (1 for on-policy algorithms)
+    policy_loss = mtpo_loss(logp, log_ref, actions, advantages * ratio, weights, alpha)
     value_loss = (weights[:, None] * (returns.to(values.dtype) - values) ** 2).sum()
+    out = {"policy_loss": float(policy_loss.detach()), "value_loss": float(value_loss.detach()),
+           "kl_per_turn": float((weights[:, None] * kl).sum() / weights.sum())}
+    if terminal is not None:
+        out["terminal"] = float(np.mean(terminal))
+    return StepLosses(policy_loss, value_loss, batch, logp, terminal, out)
+
+
+def train_step(state: MTPOState) -> dict[str, float]:
+    """One update: :func:`step_losses`, then one AdamW step on policy + value loss."""
+    losses = step_losses(state)
     state.optimizer.zero_grad(set_to_none=True)
-    (policy_loss + value_loss).backward()
+    (losses.policy_loss + losses.value_loss).backward()
     state.optimizer.step()
     state.scheduler.step()
     state.step += 1
-    out = {"policy_loss": float(policy_loss.detach()), "value_loss": float(value_loss.detach()),
-           "kl_per_turn": float((weights[:, None] * kl).sum() / weights.sum() / 1.0)}
-    if terminal is not None:
-        out["terminal"] = float(np.mean(terminal))
-    return out
-
-
-def _mixture_table(state: MTPOState, batch: Transcripts) -> np.ndarray:
-    """Per-state table of the geometric mixture π^β ∝ π_θ^{1−β} μ^β (games with per-state transcripts)."""
-    table = policy_table(state.policy, state.tokenizer, state.text)
-    beta = state.config.mixture_beta
-    logits = (1 - beta) * np.log(table) + beta * np.log(np.asarray(state.game.reference))
-    mix = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return mix / mix.sum(axis=1, keepdims=True)
+    return losses.metrics
 
 
 def _concat(a: Transcripts, b: Transcripts) -> Transcripts:
@@ -663,11 +912,26 @@ def _concat(a: Transcripts, b: Transcripts) -> Transcripts:
                        np.concatenate([a.contexts, b.contexts]), np.full(B, 1.0 / B))
 
 
+def trajectory_kl_from(policy: DialoguePolicy, batch: Transcripts, table: np.ndarray) -> float:
+    """KL_p(π_table‖π_θ) = Σ_τ P_table(τ) log(P_table(τ)/P_θ(τ)) over every enumerated transcript τ
+    (exact; the transitions cancel, Shani et al. 2024, Lemma 3.1). ``table`` [N_dec, A] is a state
+    policy (e.g. π*_α); the LM may depend on the whole transcript (layered games too)."""
+    H = batch.actions.shape[1]
+    with torch.no_grad():
+        logp, _ = decision_outputs(policy, batch.ids, batch.mask, batch.prompt_len, H)
+    log_theta = logp.gather(-1, torch.from_numpy(batch.actions).to(logp.device)[..., None]).squeeze(-1)
+    log_theta = log_theta.sum(-1).to(torch.float64).cpu().numpy()
+    taken = np.asarray(table)[batch.states[:, :H], batch.actions]
+    p = batch.weights * np.prod(taken, axis=1)
+    keep = p > 0
+    with np.errstate(divide="ignore"):
+        log_table = np.log(taken).sum(axis=1)
+    return float(np.sum(p[keep] * (log_table[keep] - log_theta[keep])))
+
+
 def evaluate(state: MTPOState) -> dict[str, float]:
     """Exact metrics by enumerating transcripts: win rate against μ, expected reward (games with a
-    reward), and KL_p(π*_α‖π_θ) when the game has a per-state policy table."""
-    from ...tabular.multiturn import trajectory_kl
-
+    reward), and KL_p(π*_α‖π_θ) and P(π_θ ≻ π*_α) when ``prepare`` was given ``nash``."""
     game = state.game
     batch = enumerate_transcripts(state.policy, state.tokenizer, state.text)
     d = final_distribution(state.policy, batch, game)
@@ -676,8 +940,7 @@ def evaluate(state: MTPOState) -> dict[str, float]:
     if game.final_reward is not None:
         out["expected_reward"] = expected_reward(game, d)
     if state.nash is not None:
-        table = policy_table(state.policy, state.tokenizer, state.text)
-        out["kl_to_nash"] = trajectory_kl(game, state.nash, table)
+        out["kl_to_nash"] = trajectory_kl_from(state.policy, batch, state.nash)
         out["win_rate_vs_nash"] = win_rate(game, d, final_distribution(None, batch, game, table=state.nash))
     return out
 

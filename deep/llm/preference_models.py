@@ -4,6 +4,10 @@
   (``preference_game_task``: ``task.pref``), and :func:`length_quality_judge`, a judge on strings
   that mixes a Bradley–Terry quality term with a cyclic (intransitive) term on lengths, so that no
   reward model represents it (Munos et al. 2024, arXiv 2312.00886, §3 and App. A).
+* :func:`length_quality_task` — that judge as the golden preference of an enumerable free-text
+  task: every string of at most L characters over a small alphabet, written as L tokens ending at
+  an end symbol, so the trainers can evaluate exactly on it (``fixpoint train … --set
+  game=length_quality``).
 * :class:`RewardModel` — a Bradley–Terry reward model r_φ(x, y): a causal-LM backbone and a scalar
   head on the last token, trained by −log σ(r(x, y_w) − r(x, y_l)) (Bradley & Terry 1952; the RLHF
   reward model of Stiennon et al. 2020, arXiv 2009.01325).
@@ -16,6 +20,7 @@ Shapes: B rows, P prompt length, T completion length, S packed sequence length.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +35,8 @@ __all__ = [
     "RewardModel",
     "bradley_terry_loss",
     "length_quality_judge",
+    "length_quality_task",
+    "response_text",
     "pack_sequences",
     "preference_matrix",
 ]
@@ -69,6 +76,49 @@ def preference_matrix(judge, responses: Sequence[str]) -> np.ndarray:
     a = [responses[i] for i in range(n) for _ in range(n)]
     b = [responses[j] for _ in range(n) for j in range(n)]
     return np.asarray(judge(a, b), dtype=np.float64).reshape(n, n)
+
+
+def response_text(response: str, end: str = ".") -> str:
+    """The free text a fixed-length response spells: its characters before the first ``end``."""
+    if not isinstance(end, str) or len(end) != 1:
+        raise ValueError(f"end must be one character, got {end!r}")
+    cut = response.find(end)
+    return response if cut < 0 else response[:cut]
+
+
+def length_quality_task(max_length: int = 3, *, alphabet: str = "ab", end: str = ".", target_length: int = 2,
+                        cyclic_weight: float = 0.6, temperature: float = 1.0, prompts: Sequence[str] = ("q:",)):
+    """An enumerable free-text task judged by :func:`length_quality_judge` (intransitive).
+
+    Responses are all N = (|alphabet| + 1)^L token sequences of L = ``max_length`` characters from
+    ``alphabet + end``; the text of a response is what precedes its first ``end`` (so texts have
+    every length 0…L and several sequences spell the same text). The golden preference is
+    P(y ≻ y′) = judge(text(y), text(y′)) for every prompt: a valid preference matrix (P + Pᵀ = 1,
+    diagonal ½) whose cyclic term on lengths mod 3 makes it intransitive when λ = ``cyclic_weight``
+    outweighs the quality term (e.g. the defaults: lengths 1 ≻ 0, 2 ≻ 1 and 0 ≻ 2), the kind of
+    preference no reward model represents (Munos et al. 2024, arXiv 2312.00886, §3).
+
+    Returns:
+      ``fixpoint_rl.deep.llm.tasks.EnumerableTask`` with ``pref`` [X, N, N] (X = len(prompts)).
+    """
+    from .tasks import enumerable_task
+
+    max_length = check_int("max_length", max_length, low=1)
+    if not isinstance(alphabet, str) or not alphabet or len(set(alphabet)) != len(alphabet):
+        raise ValueError(f"alphabet must be a non-empty string of distinct characters, got {alphabet!r}")
+    if not isinstance(end, str) or len(end) != 1 or end in alphabet:
+        raise ValueError(f"end must be one character not in alphabet {alphabet!r}, got {end!r}")
+    judge = length_quality_judge(target_length, cyclic_weight=cyclic_weight, temperature=temperature)
+    chars = alphabet + end
+    if len(chars) ** max_length > 4096:
+        raise ValueError(f"max_length must keep (len(alphabet) + 1)**max_length ≤ 4096, "
+                         f"got {len(chars)}**{max_length}")
+    texts = [response_text("".join(r), end) for r in itertools.product(chars, repeat=max_length)]
+    pref = preference_matrix(judge, texts)
+    prompts = tuple(prompts) if isinstance(prompts, (list, tuple)) else prompts
+    X = len(prompts) if isinstance(prompts, tuple) else 0
+    return enumerable_task(prompts, chars, max_length, pref=np.broadcast_to(pref, (max(X, 1),) + pref.shape),
+                           name=f"length_quality(L={max_length}, target={target_length}, λ={cyclic_weight})")
 
 
 def pack_sequences(parts: Sequence[tuple[torch.Tensor, torch.Tensor]], pad_id: int = 0):

@@ -2,8 +2,13 @@
 preference games lifted to token responses, with exact evaluation.
 
 The task is a ``fixpoint_rl.envs.preference`` game as an ``EnumerableTask`` (one response token per
-action, ``preference_game_task``); its preference matrix is the golden judge. The reference π_ref
-is the LM at initialisation (seeded), which is also the behaviour policy of the offline data.
+action, ``preference_game_task``), or (``game="length_quality"``) free text of at most
+``max_length`` characters written as ``max_length`` tokens ending at '.', judged by the intransitive
+length/quality judge (``preference_models.length_quality_task``: 3^L responses); its preference
+matrix is the golden judge. For multi-token responses the Nash-MD-PG target below is the
+sequence-level-mixture fixed point, which the per-token mixture misses slightly for β ∈ (0, 1)
+(exactly at β = 0 and 1). The reference π_ref is the LM at initialisation (seeded), which is also
+the behaviour policy of the offline data.
 Because every response can be enumerated, each evaluation reports exact numbers: KL(π_θ‖π_ref),
 the golden win rate P(π_θ ≻ π_ref), and KL(target‖π_θ) to the algorithm's tabular fixed point.
 
@@ -20,7 +25,8 @@ Algorithms (one step each):
   ``ema_decay`` set, from an EMA copy of θ (Nash-EMA); τ = ``beta``. Target (mixture opponent):
   π ∝ π_ref·exp(P(y ≻ π^β)/τ).
 * ``rlhf`` — policy gradient with KL (τ = ``beta``) on a Bradley–Terry reward model fitted to the
-  offline pairs (``preference_models.RewardModel``); baseline the batch-mean reward. Target:
+  offline pairs (``preference_models.RewardModel``); baseline the leave-one-out mean of the other
+  rewards in the batch (``baseline``; the plain batch mean would bias the gradient). Target:
   π ∝ π_ref·exp(r/τ) with the fitted r.
 
 Checkpoints hold the policy, the optimiser, the reference, the EMA opponent, the reward model,
@@ -46,10 +52,9 @@ from ..registry import TrainerSpec
 from ..runtime import Run, generator_state, restore_generator
 from .gpo import enumerable_pair_batch, enumerate_policy, gpo_lm_loss
 from .models import build_lm
-from .nash_md import ema_update, kl_regularized_pg_loss, nash_md_pg_loss
+from .nash_md import ema_update, sampled_nash_md_pg_loss, sampled_rlhf_pg_loss
 from .online_offline import online_gpo_loss
-from .preference_models import RewardModel, bradley_terry_loss
-from .sampling import sample, sample_geometric_mixture, sequence_logprobs
+from .preference_models import RewardModel, bradley_terry_loss, length_quality_task
 from .tasks import preference_game_task
 from .tokenizer import build_char_tokenizer
 
@@ -64,8 +69,16 @@ class PreferenceConfig(Config):
 
     algorithm: Literal["gpo", "online_gpo", "nash_md_pg", "rlhf"] = "gpo"
     """Which algorithm."""
-    game: Literal["three_type_cycle", "dice", "rock_paper_scissors", "random"] = "three_type_cycle"
-    """Golden preference: an envs.preference game (random: random_game(n_actions, seed, 'mixture'))."""
+    game: Literal["three_type_cycle", "dice", "rock_paper_scissors", "random",
+                  "length_quality"] = "three_type_cycle"
+    """Golden preference: an envs.preference game (random: random_game(n_actions, seed, 'mixture')), or
+    length_quality: free text of ≤ max_length characters judged by the length/quality judge."""
+    max_length: int = 3
+    """length_quality: tokens per response (text = characters before the first '.')."""
+    target_length: int = 2
+    """length_quality: the length the judge's quality term prefers."""
+    cyclic_weight: float = 0.6
+    """length_quality: weight λ of the judge's cyclic (intransitive) term on lengths mod 3."""
     eps: float = 0.1
     """ε of three_type_cycle."""
     n_actions: int = 5
@@ -88,6 +101,9 @@ class PreferenceConfig(Config):
     """Nash-EMA: opponent = EMA of the policy parameters with this decay (None: mixture opponent)."""
     n_pairs: int = 512
     """Offline dataset size (gpo; also the reward model's training data)."""
+    baseline: Literal["leave_one_out", "batch_mean", "none"] = "leave_one_out"
+    """rlhf reward baseline: mean of the other rewards in the batch (unbiased), of all of them
+    (biased: scales the reward gradient by (B − 1)/B), or none."""
     rm_steps: int = 150
     """Adam steps of the Bradley–Terry reward model (rlhf, online_gpo with proxy labels)."""
     steps: int = 200
@@ -103,10 +119,15 @@ class PreferenceConfig(Config):
         for name in ("n_actions", "n_pairs", "steps", "batch_size", "log_every", "rm_steps"):
             check_int(name, getattr(self, name), low=1)
         check_int("n_actions", self.n_actions, low=2, high=26)
+        check_int("max_length", self.max_length, low=1, high=5)
+        check_int("target_length", self.target_length, low=0)
+        check_scalar("cyclic_weight", self.cyclic_weight, low=0.0, high=1.0)
         check_scalar("eps", self.eps, low=-1.0 / 3.0, high=1.0 / 3.0)
         for name in ("beta", "lr"):
             check_scalar(name, getattr(self, name), low=0.0, low_inclusive=False)
         check_scalar("mixture", self.mixture, low=0.0, high=1.0)
+        if self.algorithm == "rlhf" and self.baseline == "leave_one_out" and self.batch_size < 2:
+            raise ValueError(f"batch_size must be ≥ 2 for the leave-one-out baseline, got {self.batch_size}")
         if self.ema_decay is not None:
             check_scalar("ema_decay", self.ema_decay, low=0.0, high=1.0)
         from ...tabular.core.preference_losses import check_kind
@@ -122,6 +143,9 @@ def build_game_task(config: PreferenceConfig, seed: int):
         game = games.dice()
     elif config.game == "rock_paper_scissors":
         game = games.rock_paper_scissors()
+    elif config.game == "length_quality":
+        return length_quality_task(config.max_length, target_length=config.target_length,
+                                   cyclic_weight=config.cyclic_weight)
     else:
         game = games.random_game(config.n_actions, seed=seed, kind="mixture")
     return preference_game_task(game)
@@ -251,28 +275,20 @@ def train(config: PreferenceConfig, run: Run) -> dict[str, Any]:
             contexts = torch.multinomial(torch.tensor(task.context_weights), config.batch_size, replacement=True,
                                          generator=batch_generator).to(device)
             ids, mask = prompt_ids[contexts], prompt_mask[contexts]
-            mine = sample(model, ids, mask, task.length, stop_at_eos=False, generator=sample_generator,
-                          allowed_tokens=allowed)
-            policy_tokens = sequence_logprobs(model, ids, mask, mine.tokens, mine.mask, per_token=True,
-                                              allowed_tokens=allowed)
-            with torch.no_grad():
-                reference_tokens = sequence_logprobs(reference, ids, mask, mine.tokens, mine.mask, per_token=True,
-                                                     allowed_tokens=allowed)
-            y = torch.as_tensor(task.indices_of(mine.tokens, tokenizer), device=device)
+
+            def indices(tokens):
+                return torch.as_tensor(task.indices_of(tokens, tokenizer), device=device)
+
             if config.algorithm == "nash_md_pg":
-                if opponent is None:
-                    other = sample_geometric_mixture(model, reference, config.mixture, ids, mask, task.length,
-                                                     stop_at_eos=False, generator=sample_generator,
-                                                     allowed_tokens=allowed)
-                else:
-                    other = sample(opponent, ids, mask, task.length, stop_at_eos=False, generator=sample_generator,
-                                   allowed_tokens=allowed)
-                y_other = torch.as_tensor(task.indices_of(other.tokens, tokenizer), device=device)
-                wins = pref_t[contexts, y, y_other]
-                loss = nash_md_pg_loss(policy_tokens, reference_tokens, mine.mask, wins, config.beta)
+                loss = sampled_nash_md_pg_loss(
+                    model, reference, ids, mask, task.length, lambda a, b: pref_t[contexts, indices(a), indices(b)],
+                    config.beta, mixture=config.mixture, opponent=opponent, generator=sample_generator,
+                    allowed_tokens=allowed).loss
             else:
-                r = rewards_t[contexts, y]
-                loss = kl_regularized_pg_loss(policy_tokens, reference_tokens, mine.mask, r - r.mean(), config.beta)
+                loss = sampled_rlhf_pg_loss(model, reference, ids, mask, task.length,
+                                            lambda a: rewards_t[contexts, indices(a)], config.beta,
+                                            generator=sample_generator, allowed_tokens=allowed,
+                                            baseline=config.baseline).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
