@@ -3,14 +3,20 @@
 Process: a random-walk MRP on S states (x → x−1, x, x+1, reflecting, Dirichlet(1) weights;
 rewards r(x) ~ U[0, 1]), γ = 0.99, global support [0, 1/(1−γ)] with M atoms, built directly as a
 ``SparseMarkovRewardProcess`` (no dense S×S array). Its transition graph is local, so the
-CDF-coordinate system (I − A) F = b (Rowland et al. 2024, arXiv 2402.07598, Eq. 10) factorises with
-modest fill-in under COLAMD.
+CDF-coordinate system (I − A) F = b (Rowland et al. 2024, arXiv 2402.07598, Eq. 10) is a 2-D grid
+(state × atom) with short couplings, which nested dissection factorises with modest fill-in.
 
 Rows (medians of ≥ 5 runs after a warm-up, ``_perf_common.time_call``; CPU time beside wall time):
-  * ``DCFP (library)``: build A, b (Numba, CSR transitions) + SuperLU (COLAMD, threshold
-    pivoting) + recover probabilities;
-  * ``DCFP (COLAMD, diagonal pivots; tried)``: I − A is an M-matrix, so elimination needs no
-    pivoting; same fill, not faster (kept as a row because the study tried it);
+  * ``DCFP (library: …)``: ``categorical_fixed_point`` with its default solver — build A, b
+    (Numba, CSR transitions), a fill-reducing order from the product structure (breadth-first
+    levels of the transition graph × atom bands, nested dissection), then Intel MKL PARDISO with a
+    float32 factor and float64 refinement when the ``fast`` extra (pypardiso) is installed, else
+    SuperLU in that order with diagonal pivots; ``max_abs_diff`` / ``sup_cramer_to_dcfp``: distance
+    to the SuperLU answer; ``lu_fill`` / ``lu_mb``: PARDISO's own report of the factor's
+    non-zeros and of its memory (factor + symbolic data; it sees the C allocations);
+  * ``DCFP (SuperLU, structured order; without the fast extra)``: the same without pypardiso;
+  * ``DCFP (SuperLU, COLAMD; previous, solve only)``: the previous library solver (I − A, SuperLU
+    with COLAMD and threshold pivoting, one solve; build excluded);
   * ``CDP (precomputed operator)``: ``categorical_dp`` — A and b built once, then F ← A F + b (one
     sparse mat-vec per step) until the sup-Cramér change is ≤ 1e-8·(1−√γ)/√γ, which bounds the
     distance to the fixed point by 1e-8 (√γ-contraction); the achieved sup-Cramér distance to the
@@ -21,13 +27,17 @@ Rows (medians of ≥ 5 runs after a warm-up, ``_perf_common.time_call``; CPU tim
     rows, every step). Its full run takes minutes, so it is timed on a fixed block of steps and its
     time to the same tolerance is (median seconds per step) × (steps CDP needed) — the iterates of
     both CDPs are the same up to rounding (tested), so they need the same number of steps.
-  * ``DCFP at S·(M−1) = 10⁶`` (S = 5000, M = 201; ``--quick``: 2.5·10⁴) in a fresh subprocess: the
-    peak resident memory of the solves (Linux VmHWM, reset just before them; it covers SuperLU's C
-    allocations) minus the resident memory before them is ``dcfp_mb``.
+  * ``DCFP (library), large`` at S·(M−1) = 10⁶ (S = 5000, M = 201; ``--quick``: 2.5·10⁴) in a
+    fresh subprocess (median of 5 solves): the peak resident memory of the solves (Linux VmHWM,
+    reset just before them; it covers PARDISO's and SuperLU's C allocations) minus the resident
+    memory before them is ``dcfp_mb``; with PARDISO also the structured order at this size (3
+    solves; the other side of the time/memory trade-off that ``STRUCTURED_ORDER_LIMIT`` settles)
+    and SuperLU (the fallback, once), each in another fresh subprocess.
 Goal rows: ``speedup_x`` = CDP (precomputed operator) seconds / DCFP seconds (> 1: DCFP faster),
-goal ≥ 5; at 10⁶ unknowns ``seconds`` < 8 and ``dcfp_mb`` < 1024. Where the LU is the limit,
-``lu_fill`` (non-zeros of L + U) and the factor's own bytes (12 per non-zero) are reported: at 10⁶
-unknowns they alone show whether 1 GB can hold the factorisation.
+goal ≥ 5 (``speedup_cpu_x`` the same with CPU seconds); at 10⁶ unknowns ``seconds`` < 8 and
+``dcfp_mb`` < 1024. Above ``STRUCTURED_ORDER_LIMIT`` unknowns PARDISO orders by METIS (less fill,
+slower analysis), so the 10⁶ rows measure that path; ``lu_mb`` there is PARDISO's own memory,
+the floor of this factorisation.
 
 ``python -m fixpoint_rl.benchmarks.perf_dcfp --study [S] [M]`` times the other orderings and
 solvers tried (see ``solver_study``); they are not run by ``fixpoint perf``.
@@ -109,7 +119,8 @@ def _factor(A, permc_spec="COLAMD", diagonal=False):
 def run(config: BenchConfig) -> pd.DataFrame:
     from fixpoint_rl.tabular._kernels import model_based as _k
     from fixpoint_rl.tabular.model_based import (
-        _build_system, _operator_arrays, _transitions, categorical_dp, categorical_fixed_point,
+        _build_system, _identity_minus, _operator_arrays, _pardiso_library, _pardiso_refined,
+        _sparse_solver, _structured_order, _transitions, categorical_dp, categorical_fixed_point,
     )
 
     gamma = 0.99
@@ -121,19 +132,26 @@ def run(config: BenchConfig) -> pd.DataFrame:
     problem = f"walk S={S} m={m} γ={gamma}"
 
     tiny = sparse_walk_mrp(3, gamma, 0)  # compile / load every kernel before timing
-    categorical_fixed_point(tiny, _support(gamma, 5), method="sparse")
+    categorical_fixed_point(tiny, _support(gamma, 5), method="superlu")
+    categorical_fixed_point(tiny, _support(gamma, 41))  # loads PARDISO's library when installed
     categorical_dp(tiny, _support(gamma, 5), iterations=2)
 
-    dcfp = categorical_fixed_point(process, atoms, method="sparse")
-    t_dcfp = time_call(lambda: categorical_fixed_point(process, atoms, method="sparse"),
-                       repeats=repeats)
+    solver = _sparse_solver("sparse")  # what the library uses at this size: PARDISO if installed
+    dcfp = categorical_fixed_point(process, atoms, method="superlu")
+    t_dcfp = time_call(lambda: categorical_fixed_point(process, atoms), repeats=repeats)
+    library_gap = float(np.max(np.abs(categorical_fixed_point(process, atoms) - dcfp)))
+    t_superlu = time_call(lambda: categorical_fixed_point(process, atoms, method="superlu"),
+                          repeats=repeats)
     A, b = _build_system(_transitions(process), atoms)
     t_build = time_call(lambda: _build_system(_transitions(process), atoms), repeats=repeats)
     lu = _factor(A)
     fill = int(lu.L.nnz + lu.U.nnz)
     del lu
-    t_pivot = time_call(lambda: _factor(A, diagonal=True).solve(b), repeats=repeats)
-    pivot_gap = float(np.max(np.abs(_probs(_factor(A, diagonal=True).solve(b), S, m) - dcfp)))
+    t_colamd = time_call(lambda: _factor(A).solve(b), repeats=repeats)
+    pardiso_stats = {}
+    if solver == "pardiso":
+        _pardiso_refined(_pardiso_library(), _identity_minus(A), b, True, pardiso_stats,
+                         order=_structured_order(_transitions(process), m - 1, A))
 
     root = math.sqrt(gamma)
     change_tol = accuracy * (1 - root) / root
@@ -170,13 +188,22 @@ def run(config: BenchConfig) -> pd.DataFrame:
         base.update(extra)
         return base
 
+    library_name = {"pardiso": "DCFP (library: PARDISO, structured order, float32 + refinement)",
+                    "superlu": "DCFP (library: SuperLU, structured order)"}[solver]
     rows = [
-        row("DCFP (library: SuperLU, COLAMD)", t_dcfp, lu_fill=fill,
-            lu_mb=fill * 12 / 2**20, speedup_x=cdp_total / t_dcfp.wall_s,
-            speedup_cpu_x=cdp_cpu / t_dcfp.cpu_s, sup_cramer_to_dcfp=0.0),
+        row(library_name, t_dcfp, speedup_x=cdp_total / t_dcfp.wall_s,
+            speedup_cpu_x=cdp_cpu / t_dcfp.cpu_s, sup_cramer_to_dcfp=_sup_cramer(
+                atoms, categorical_fixed_point(process, atoms), dcfp),
+            max_abs_diff=library_gap, lu_fill=pardiso_stats.get("factor_nnz"),
+            lu_mb=(pardiso_stats["permanent_kb"] + pardiso_stats["factor_kb"]) / 1024
+            if pardiso_stats else None, refinement_steps=pardiso_stats.get("refinement_steps")),
         row("  of which: build A, b (Numba, CSR)", t_build, nnz_A=int(A.nnz)),
-        row("DCFP (COLAMD, diagonal pivots; tried)", t_pivot,
-            speedup_x=cdp_total / t_pivot.wall_s, max_abs_diff=pivot_gap),
+        row("DCFP (SuperLU, structured order; without the fast extra)", t_superlu,
+            speedup_x=cdp_total / t_superlu.wall_s, speedup_cpu_x=cdp_cpu / t_superlu.cpu_s,
+            sup_cramer_to_dcfp=0.0),
+        row("DCFP (SuperLU, COLAMD; previous, solve only)", t_colamd, lu_fill=fill,
+            lu_mb=fill * 12 / 2**20, speedup_x=cdp_total / t_colamd.wall_s,
+            speedup_cpu_x=cdp_cpu / t_colamd.cpu_s),
         dict(row("CDP (precomputed operator; library)", t_steps), seconds=cdp_total, cpu_s=cdp_cpu,
              iterations=steps, speedup_x=1.0, sup_cramer_to_dcfp=gap, seconds_full_run=cdp_full_s,
              note=f"build + {t_steps.wall_s / block * 1e3:.3g} ms/step × {steps} steps"),
@@ -203,8 +230,12 @@ import json, resource, sys, time
 import numpy as np
 from fixpoint_rl.benchmarks.perf_dcfp import sparse_walk_mrp, _support
 from fixpoint_rl.tabular.model_based import categorical_fixed_point
-S, m, gamma, seed = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
-categorical_fixed_point(sparse_walk_mrp(3, gamma, 0), _support(gamma, 5), method="sparse")
+S, m, gamma, seed, method = (int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]),
+                             sys.argv[6])
+import fixpoint_rl.tabular.model_based as mb
+if len(sys.argv) > 7:  # override the PARDISO ordering switch (the structured-order row)
+    mb.STRUCTURED_ORDER_LIMIT = int(sys.argv[7])
+categorical_fixed_point(sparse_walk_mrp(3, gamma, 0), _support(gamma, 41), method=method)
 process = sparse_walk_mrp(S, gamma, seed)
 atoms = _support(gamma, m)
 
@@ -227,52 +258,72 @@ walls, cpus = [], []
 for _ in range(int(sys.argv[5])):
     cpu = time.process_time()
     start = time.perf_counter()
-    probs = categorical_fixed_point(process, atoms, method="sparse")
+    probs = categorical_fixed_point(process, atoms, method=method)
     walls.append(time.perf_counter() - start)
     cpus.append(time.process_time() - cpu)
-    del probs
-probs = categorical_fixed_point(process, atoms, method="sparse")
 err = float(np.max(np.abs(probs @ atoms - process.values())))
+del probs
 peak = status_kb("VmHWM")
 if peak < 0:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-from fixpoint_rl.benchmarks.perf_dcfp import _factor
-from fixpoint_rl.tabular.model_based import _build_system, _transitions
-A, b = _build_system(_transitions(process), atoms)
-lu = _factor(A)
+from fixpoint_rl.tabular import model_based as mb
+A, b = mb._build_system(mb._transitions(process), atoms)
+stats = {}
+if method == "pardiso":
+    order = (mb._structured_order(mb._transitions(process), m - 1, A)
+             if b.shape[0] <= mb.STRUCTURED_ORDER_LIMIT else None)  # as the library chooses
+    mb._pardiso_refined(mb._pardiso_library(), mb._identity_minus(A), b, True, stats, order=order)
 print(json.dumps(dict(walls=walls, cpus=cpus, mean_err=err, base_rss_kb=base, peak_rss_kb=peak,
-                      nnz_A=int(A.nnz), lu_fill=int(lu.L.nnz + lu.U.nnz))))
+                      nnz_A=int(A.nnz), stats=stats)))
 """
+
+
+def _large_run(S, m, gamma, seed, method, repeats, order_limit=None):
+    extra = [] if order_limit is None else [str(order_limit)]
+    out = subprocess.run([sys.executable, "-c", _LARGE, str(S), str(m), str(gamma), str(seed),
+                          str(repeats), method] + extra, capture_output=True, text=True,
+                         check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def _large_rows(S: int, m: int, gamma: float, seed: int, judged: bool = True) -> list[dict]:
     """DCFP at S·(M−1) unknowns, timed in a fresh subprocess (warm-up on a tiny process, then the
-    median of 5 solves) so that its peak RSS is DCFP's own (plus imports, reported beside it)."""
-    out = subprocess.run([sys.executable, "-c", _LARGE, str(S), str(m), str(gamma), str(seed), "5"],
-                         capture_output=True, text=True, check=True)
-    run = json.loads(out.stdout.strip().splitlines()[-1])
-    runs = run["walls"]
-    seconds = float(np.median(run["walls"]))
-    cpu = float(np.median(run["cpus"]))
-    peak_mb = run["peak_rss_kb"] / 1024.0
-    base_mb = run["base_rss_kb"] / 1024.0
-    err = run["mean_err"]
-    fill = run["lu_fill"]
+    median of 5 solves) so that its peak RSS is DCFP's own (plus imports, reported beside it);
+    SuperLU (the fallback) once in another fresh subprocess, for comparison."""
+    from fixpoint_rl.tabular.model_based import _sparse_solver
+
+    solver = _sparse_solver("sparse")
     problem = f"walk S={S} m={m} γ={gamma}"
     unknowns = S * (m - 1)
-    return [
-        dict(algorithm="DCFP (library), large", problem=problem, unknowns=unknowns,
-             seconds=seconds, cpu_s=cpu, repeats=len(runs), load_1m=load_1m(),
-             peak_rss_mb=peak_mb, rss_before_mb=base_mb, dcfp_mb=peak_mb - base_mb, mean_err=err,
-             claim=f"seconds < {GOAL_LARGE_S} at S·(M−1) = {unknowns:.0e}",
-             holds=bool(seconds < GOAL_LARGE_S and err < 1e-6) if judged else None,
-             mean_err_ok=bool(err < 1e-6)),
-        dict(algorithm="DCFP (library), large: memory", problem=problem, unknowns=unknowns,
-             peak_rss_mb=peak_mb, rss_before_mb=base_mb, dcfp_mb=peak_mb - base_mb,
-             load_1m=load_1m(), nnz_A=run["nnz_A"], lu_fill=fill, lu_mb=fill * 12 / 2**20,
-             claim=f"dcfp_mb (= peak RSS during the solves − RSS before) < {GOAL_LARGE_MB:.0f} MB",
-             holds=bool(peak_mb - base_mb < GOAL_LARGE_MB) if judged else None),
-    ]
+    rows = []
+    runs = [(solver, 5, None, None)]
+    if solver == "pardiso":  # the other PARDISO ordering, and SuperLU (the fallback)
+        runs += [("pardiso", 3, 10**12, "structured order; faster, more fill"),
+                 ("superlu", 1, None, "fallback")]
+    for method, repeats, order_limit, label in runs:
+        run = _large_run(S, m, gamma, seed, method, repeats, order_limit)
+        seconds = float(np.median(run["walls"]))
+        cpu = float(np.median(run["cpus"]))
+        peak_mb = run["peak_rss_kb"] / 1024.0
+        base_mb = run["base_rss_kb"] / 1024.0
+        err = run["mean_err"]
+        stats = run["stats"]
+        library = label is None
+        name = f"DCFP (library: {method}), large" if library else f"DCFP ({method}, {label}), large"
+        common = dict(problem=problem, unknowns=unknowns, load_1m=load_1m(), peak_rss_mb=peak_mb,
+                      rss_before_mb=base_mb, dcfp_mb=peak_mb - base_mb, nnz_A=run["nnz_A"])
+        rows.append(dict(
+            algorithm=name, seconds=seconds, cpu_s=cpu, repeats=len(run["walls"]), mean_err=err,
+            mean_err_ok=bool(err < 1e-6), **common,
+            claim=f"seconds < {GOAL_LARGE_S} at S·(M−1) = {unknowns:.0e}" if library else None,
+            holds=bool(seconds < GOAL_LARGE_S and err < 1e-6) if library and judged else None))
+        rows.append(dict(
+            algorithm=name + ": memory", **common, lu_fill=stats.get("factor_nnz"),
+            lu_mb=(stats["permanent_kb"] + stats["factor_kb"]) / 1024 if stats else None,
+            claim=(f"dcfp_mb (= peak RSS during the solves − RSS before) < {GOAL_LARGE_MB:.0f} MB"
+                   if library else None),
+            holds=bool(peak_mb - base_mb < GOAL_LARGE_MB) if library and judged else None))
+    return rows
 
 
 def solver_study(S: int = 1000, m: int = 201, gamma: float = 0.99, seed: int = 0) -> pd.DataFrame:
@@ -280,7 +331,10 @@ def solver_study(S: int = 1000, m: int = 201, gamma: float = 0.99, seed: int = 0
 
     SuperLU with each ``permc_spec`` and pivoting mode; a METIS nested-dissection ordering
     (pymetis, when installed) applied symmetrically before an unpermuted SuperLU; reverse
-    Cuthill–McKee + banded-order SuperLU; and ILU(τ)-preconditioned GMRES / BiCGSTAB.
+    Cuthill–McKee + banded-order SuperLU; the library's structured nested dissection
+    (``_structured_order``) before SuperLU, and before PARDISO (float32 + refinement, float64)
+    beside PARDISO's METIS ordering, when pypardiso is installed; and ILU(τ)-preconditioned
+    GMRES / BiCGSTAB.
     """
     from scipy.sparse.csgraph import reverse_cuthill_mckee
 
@@ -290,6 +344,7 @@ def solver_study(S: int = 1000, m: int = 201, gamma: float = 0.99, seed: int = 0
     A, b = _build_system(_transitions(process), _support(gamma, m))
     n = b.shape[0]
     M = (scipy.sparse.identity(n, format="csr") - A).tocsr()
+    M.sort_indices()
     Mc = M.tocsc()
     rows = []
 
@@ -332,6 +387,22 @@ def solver_study(S: int = 1000, m: int = 201, gamma: float = 0.99, seed: int = 0
             return x, detail
         record(name, f)
 
+    from fixpoint_rl.tabular import model_based as mb
+
+    transitions = mb._transitions(process)
+    start = time.perf_counter()
+    structured = mb._structured_order(transitions, m - 1, A)
+    print(f"structured order {time.perf_counter() - start:.3f} s", flush=True)
+    permuted(structured, "structured nested dissection + splu NATURAL (library, no extra)")
+    if mb._pardiso_library() is not None:
+        for single in (True, False):
+            for name, order in (("structured", structured), ("METIS", None)):
+                def f(single=single, order=order):
+                    stats = {}
+                    x = mb._pardiso_refined(mb._pardiso_library(), M, b, single, stats, order)
+                    return x, (f"fill={stats.get('factor_nnz')} "
+                               f"MB={(stats['permanent_kb'] + stats['factor_kb']) / 1024:.0f}")
+                record(f"PARDISO {name} {'float32 + refinement' if single else 'float64'}", f)
     graph = (abs(M) + abs(M.T)).tocsr()
     permuted(reverse_cuthill_mckee(graph, symmetric_mode=True), "RCM + splu NATURAL")
     try:

@@ -46,7 +46,7 @@ from fixpoint_rl.envs.checks import (
 from fixpoint_rl.envs.preference import PreferenceGame
 from fixpoint_rl.tabular._jit import Stopwatch
 from fixpoint_rl.tabular._kernels import nlhf as _k
-from fixpoint_rl.tabular._threads import numba_threads, parallel_worthwhile
+from fixpoint_rl.tabular._threads import blas_threads, numba_threads, parallel_worthwhile
 from fixpoint_rl.tabular.core.mirror import (
     geometric_mixture_log,
     log_softmax,
@@ -108,9 +108,10 @@ def _log(p):
 def nash_md_step(pi, ref, pref, eta, tau):
     """One Nash-MD step (NLHF §4): π⁺ ∝ π^μ exp(η P(y ≻ π^μ)), π^μ ∝ π^(1−ητ) μ^(ητ).
 
-    Valid range: π any distribution (zeros allowed: with ητ = 1 the mixture is exactly μ, by the
-    convention 0⁰ = 1), μ with full support (μ_min down to 1e-300), η > 0, τ > 0, ητ ≤ 1; the
-    result is then a finite distribution. Outside it, ``ValueError`` naming the argument.
+    Valid range: ``pi`` any distribution (zeros allowed: with ητ = 1 the mixture is exactly μ, by
+    the convention 0⁰ = 1), ``ref`` μ with full support (μ_min down to 1e-300), ``eta`` η > 0,
+    ``tau`` τ > 0, ητ ≤ 1; the result is then a finite distribution. Outside it, ``ValueError``
+    naming the argument.
 
     Args:
       pi: [K] or [X, K] current policy π_t.
@@ -133,6 +134,9 @@ def self_play_md_step(pi, ref, pref, eta, tau):
 
     π⁺ ∝ μ^(ητ) π^(1−ητ) exp(η P(y ≻ π)); shapes and arguments as in :func:`nash_md_step`.
     π*_τ is an exact fixed point for every η (self-play mirror descent, Shani et al. 2024, arXiv 2405.14655, eq. 2).
+
+    Valid range: as :func:`nash_md_step`: ``eta`` η > 0, ``tau`` τ > 0 with ητ ≤ 1, ``pi`` zeros
+    allowed, ``ref`` full support. Outside it, ``ValueError`` naming the argument.
     """
     pi, ref, pref, eta, tau = _step_inputs(pi, ref, pref, eta, tau)
     check_scalar("eta * tau", eta * tau, high=1.0)
@@ -145,6 +149,10 @@ def nash_mirror_prox_step(pi, ref, pref, eta, tau):
 
     π_{k+½} ∝ exp([η P(y ≻ π_k) + ητ log μ + log π_k]/(1+ητ)),
     π_{k+1} ∝ exp([η P(y ≻ π_{k+½}) + ητ log μ + log π_k]/(1+ητ)).
+
+    Valid range: ``eta`` η > 0 and ``tau`` τ > 0 (any product: the steps are convex combinations
+    in log space), ``pi`` zeros allowed, ``ref`` full support. Outside it, ``ValueError`` naming
+    the argument.
     """
     pi, ref, pref, eta, tau = _step_inputs(pi, ref, pref, eta, tau)
     log_pi, log_ref = _log(pi), np.log(ref)
@@ -162,8 +170,14 @@ def _check_iterations(iterations):
 
 
 def theorem_step_sizes(tau, iterations):
-    """Theorem 1's schedule η_t = 2/(τ(t+2)), t = 0 … T−1 ([T]); η_0 τ = 1."""
+    """Theorem 1's schedule η_t = 2/(τ(t+2)), t = 0 … T−1 ([T]); η_0 τ = 1.
+
+    Valid range: ``tau`` τ > 0 with 1/τ finite in float64 (τ ≥ 1e-308); ``iterations`` ≥ 1 with
+    the [T] array within the memory budget. Outside it, ``ValueError`` naming the argument.
+    """
     tau = check_scalar("tau", tau, low=0.0, low_inclusive=False)
+    if not np.isfinite(1.0 / tau):
+        raise ValueError(f"tau must be ≥ 1e-308 (η_0 = 1/τ must be finite), got {tau!r}")
     iterations = _check_iterations(iterations)
     return 2.0 / (tau * (np.arange(iterations, dtype=np.float64) + 2.0))
 
@@ -193,7 +207,8 @@ def _checkpoint_list(iterations, checkpoints, checkpoint_every):
         points = np.arange(0, iterations + 1, every)
     else:
         count = check_int("checkpoints", checkpoints, low=2)
-        points = np.round(np.geomspace(1, iterations, count - 1)).astype(np.int64)
+        count = min(count, iterations + 1)  # more would only repeat iterations (deduplicated below)
+        points = np.round(np.geomspace(1, iterations, max(count - 1, 1))).astype(np.int64)
         points = np.concatenate([[0], points])
     return np.unique(np.concatenate([points, [iterations]]).astype(np.int64))
 
@@ -286,28 +301,43 @@ def _run(
     # Exact payoffs: run context by context (each context's P stays in cache for a whole block),
     # on two threads when the work is large and a core is free (bitwise the same results).
     # Contexts are split over the threads; a single large-K context splits each P·π product's rows.
+    # Nash-MD on one large context runs on plain threads (``_kernels.nlhf.run_nash_md_threads``:
+    # one call per thread and block instead of one Numba parallel region per product).
     block = None
+    threads = 1
     if samples == 0:
-        block = _k._run_block_contexts if n_ctx > 1 else _k._run_block_rows
-        if n_ctx == 1 and not parallel_worthwhile(k * k, PARALLEL_ROWS_WORK):
-            block = None  # small single context: the serial kernel (no parallel-region overhead)
-        threads = 2 if parallel_worthwhile(n_ctx * k * k, PARALLEL_WORK) else 1
-    if block is not None:
+        if n_ctx > 1:
+            block = _k._run_block_contexts
+            threads = 2 if parallel_worthwhile(n_ctx * k * k, PARALLEL_WORK) else 1
+        elif parallel_worthwhile(k * k, PARALLEL_ROWS_WORK):
+            block, threads = _k._run_block_rows, 2
+        # else: a small single context, or no free core: the serial kernel
+    threaded_nash_md = block is _k._run_block_rows and method == _k.NASH_MD
+    if threaded_nash_md:
+        for kernel, example in _k.nash_md_threads_compile_args(log_pi, pi, log_ref, pref, etas, tau):
+            clock.compile(kernel, *example)
+    elif block is not None:
         with numba_threads(threads):
             clock.compile(block, method, log_pi, pi, log_ref, pref, etas[:1], tau, mixture, avg, 0)
     columns = {"iteration": [], "kl": [], "exploitability": []}
     if method == _k.FICTITIOUS_PLAY:
         columns.update({"kl_average": [], "exploitability_average": []})
 
+    # Metrics run on one BLAS thread when the kernel runs on two Numba threads: a two-thread BLAS
+    # call leaves OpenBLAS's worker spinning on the other core for ~0.1 s (its thread timeout),
+    # where it halves the share of the Numba worker (see ``benchmarks/perf_nlhf.py``).
+    metric_blas_threads = 1 if block is not None and threads > 1 else None
+
     def record(t):
-        columns["iteration"].append(t)
-        columns["kl"].append(_kl_to(target, pi, rho, log_pi))
-        columns["exploitability"].append(_exploitability(game, _shape_out(pi, contextual), tau))
-        if method == _k.FICTITIOUS_PLAY:
-            columns["kl_average"].append(_kl_to(target, avg, rho))
-            columns["exploitability_average"].append(
-                _exploitability(game, _shape_out(avg, contextual), tau)
-            )
+        with blas_threads(metric_blas_threads):
+            columns["iteration"].append(t)
+            columns["kl"].append(_kl_to(target, pi, rho, log_pi))
+            columns["exploitability"].append(_exploitability(game, _shape_out(pi, contextual), tau))
+            if method == _k.FICTITIOUS_PLAY:
+                columns["kl_average"].append(_kl_to(target, avg, rho))
+                columns["exploitability_average"].append(
+                    _exploitability(game, _shape_out(avg, contextual), tau)
+                )
 
     done = 0
     record(0)
@@ -318,6 +348,8 @@ def _run(
                     method, log_pi, pi, log_ref, pref, etas[done:point], tau, mixture, avg, done,
                     samples, rng,
                 )
+            elif threaded_nash_md:
+                _k.run_nash_md_threads(log_pi, pi, log_ref, pref, etas[done:point], tau, threads)
             else:
                 with numba_threads(threads):
                     block(method, log_pi, pi, log_ref, pref, etas[done:point], tau, mixture, avg,
@@ -385,6 +417,15 @@ def nash_md(
 
     π^μ_t ∝ π_t^(1−η_tτ) μ^(η_tτ);  π_{t+1} ∝ π^μ_t exp(η_t P(y ≻ π^μ_t)).
 
+    Valid range: ``tau`` τ ≥ 1e-4 (results are finite there; smaller τ runs while the Newton oracle
+    π*_τ of the ``kl`` metric resolves, else ``ValueError`` naming tau), no upper limit;
+    ``iterations`` ≥ 1 with iterations·X·K·(K + n_samples) ≤ 10¹¹ elementary steps (larger runs are
+    refused up front with the estimate); ``checkpoints`` ≥ 2 (more than iterations + 1 are capped)
+    or ``checkpoint_every`` ≥ 1; ``eta`` η > 0 with ητ ≤ 1 (only with schedule='constant');
+    ``n_samples`` ≥ 1 or None and
+    ``seed`` an int or Generator (sampled version); μ with full support (μ_min down to 1e-12 tested).
+    Outside it, ``ValueError`` naming the argument and value.
+
     Args:
       game: PreferenceGame (pref [K, K] or [X, K, K]; ref [K] or [X, K]).
       tau: τ > 0.
@@ -430,6 +471,15 @@ def self_play_md(
     π_{t+1} ∝ μ^(τη) π_t^(1−τη) exp(η P(y ≻ π_t)). Equals magnetic mirror descent with step
     η' = η/(1−ητ) (MMD's step η' maps to η = η'/(1+η'τ)). π*_τ is an exact fixed point for every
     constant η. Arguments as in :func:`nash_md`; ``schedule`` defaults to "constant" (ητ ≤ 1).
+
+    Valid range: ``tau`` τ ≥ 1e-4 (results are finite there; smaller τ runs while the Newton oracle
+    π*_τ of the ``kl`` metric resolves, else ``ValueError`` naming tau), no upper limit;
+    ``iterations`` ≥ 1 with iterations·X·K·(K + n_samples) ≤ 10¹¹ elementary steps (larger runs are
+    refused up front with the estimate); ``checkpoints`` ≥ 2 (more than iterations + 1 are capped)
+    or ``checkpoint_every`` ≥ 1; ``eta`` η > 0 with ητ ≤ 1 (None with schedule='theorem');
+    ``n_samples`` ≥ 1 or None and
+    ``seed`` an int or Generator (sampled version); μ with full support (μ_min down to 1e-12 tested).
+    Outside it, ``ValueError`` naming the argument and value.
     """
     etas = _schedule_etas(tau, iterations, eta, schedule)
     return _run(
@@ -452,6 +502,13 @@ def online_mirror_descent(
     is exactly the self-play update μ^(ητ) π_t^(1−ητ) exp(η P(y ≻ π_t)) of :func:`self_play_md`
     (a test checks it), so in the tabular exact case it inherits self-play's exact fixed point
     π*_τ. Arguments as in :func:`nash_md`.
+
+    Valid range: ``tau`` τ ≥ 1e-4 (results are finite there; smaller τ runs while the Newton oracle
+    π*_τ of the ``kl`` metric resolves, else ``ValueError`` naming tau), no upper limit;
+    ``iterations`` ≥ 1 with iterations·X·K·(K + n_samples) ≤ 10¹¹ elementary steps (larger runs are
+    refused up front with the estimate); ``checkpoints`` ≥ 2 (more than iterations + 1 are capped)
+    or ``checkpoint_every`` ≥ 1; ``eta`` η > 0 with ητ ≤ 1 (None with schedule='theorem'); μ with full support (μ_min down to 1e-12 tested).
+    Outside it, ``ValueError`` naming the argument and value.
     """
     etas = _schedule_etas(tau, iterations, eta, schedule)
     return _run(
@@ -470,6 +527,14 @@ def nash_mirror_prox(
     π_{k+1} ∝ exp([η P(y ≻ π_{k+½}) + ητ log μ + log π_k]/(1+ητ)).
     Linear convergence: KL(π*_τ‖π_k) contracts by ≈ 1/(1+ητ) per iteration for η ≤ 2. Each
     iteration costs two P·π products (``iterations`` counts iterations, not oracle calls).
+
+    Valid range: ``tau`` τ ≥ 1e-4 (results are finite there; smaller τ runs while the Newton oracle
+    π*_τ of the ``kl`` metric resolves, else ``ValueError`` naming tau), no upper limit;
+    ``iterations`` ≥ 1 with iterations·X·K·(K + n_samples) ≤ 10¹¹ elementary steps (larger runs are
+    refused up front with the estimate); ``checkpoints`` ≥ 2 (more than iterations + 1 are capped)
+    or ``checkpoint_every`` ≥ 1; ``eta`` η > 0 (any: the prox steps are convex combinations in log
+    space); μ with full support (μ_min down to 1e-12 tested).
+    Outside it, ``ValueError`` naming the argument and value.
     """
     tau = check_scalar("tau", tau, low=0.0, low_inclusive=False)
     iterations = _check_iterations(iterations)
@@ -488,6 +553,13 @@ def fictitious_play(game, tau, iterations, *, init=None, reference=None, checkpo
     π̄_t)/(t+2), π̄_0 = π_0. Only the average converges; the metrics report both: ``kl`` /
     ``exploitability`` of the last iterate and ``kl_average`` / ``exploitability_average`` of π̄_t;
     ``extras["average"]`` is π̄_T.
+
+    Valid range: ``tau`` τ ≥ 1e-4 (results are finite there; smaller τ runs while the Newton oracle
+    π*_τ of the ``kl`` metric resolves, else ``ValueError`` naming tau), no upper limit;
+    ``iterations`` ≥ 1 with iterations·X·K·(K + n_samples) ≤ 10¹¹ elementary steps (larger runs are
+    refused up front with the estimate); ``checkpoints`` ≥ 2 (more than iterations + 1 are capped)
+    or ``checkpoint_every`` ≥ 1; μ with full support (μ_min down to 1e-12 tested).
+    Outside it, ``ValueError`` naming the argument and value.
     """
     tau = check_scalar("tau", tau, low=0.0, low_inclusive=False)
     iterations = _check_iterations(iterations)
@@ -521,6 +593,15 @@ def nash_md_pg(
     preference probability P(y ≻ y') in place of P(y ≻ π').
     Stationary point: π ∝ μ exp(P(y ≻ π^β)/τ), which is π*_τ only for β = 0 (derived from the
     stationarity of the expected update; Nash-MD-PG as in Munos et al. 2024, arXiv 2312.00886).
+
+    Valid range: ``tau`` τ ≥ 1e-4 (results are finite there; smaller τ runs while the Newton oracle
+    π*_τ of the ``kl`` metric resolves, else ``ValueError`` naming tau), no upper limit;
+    ``iterations`` ≥ 1 with iterations·X·K·(K + n_samples) ≤ 10¹¹ elementary steps (larger runs are
+    refused up front with the estimate); ``checkpoints`` ≥ 2 (more than iterations + 1 are capped)
+    or ``checkpoint_every`` ≥ 1; ``learning_rate`` > 0 (any: the logits are kept
+    finite); ``mixture`` β in [0, 1]; ``n_samples`` ≥ 1 or None and
+    ``seed`` an int or Generator (sampled version); μ with full support (μ_min down to 1e-12 tested).
+    Outside it, ``ValueError`` naming the argument and value.
     """
     tau = check_scalar("tau", tau, low=0.0, low_inclusive=False)
     iterations = _check_iterations(iterations)
@@ -569,6 +650,11 @@ def best_response_to_reference(game, tau, *, reference=None):
     Closed form, no iterations; returns a SolverResult with one checkpoint (``reference``: π*_τ if
     already computed). It "preference-hacks":
     exploitable, and not π*_τ unless μ already is.
+
+    Valid range: ``tau`` τ ≥ 1e-6 (the policy is computed in log space for any τ > 0; the ``kl``
+    metric needs π*_τ, which the Newton oracle resolves in float64 from τ = 1e-6 on — below, a
+    ``ValueError`` naming tau unless it still converges), no upper limit. Outside it,
+    ``ValueError`` naming the argument and value.
     """
     import time
 
@@ -628,6 +714,11 @@ def rlhf_bradley_terry(game, tau, *, n_pairs=None, seed=0, reference=None):
        loss on n_pairs drawn pairs with Bernoulli outcomes (plus a 1e-6 ridge so the MLE exists); the
        fit is damped Newton on the convex loss.
     2. Return π ∝ μ exp(r/τ); τ = 0 returns the unregularised RLHF policy, uniform over argmax r.
+
+    Valid range: ``tau`` τ = 0 or τ ≥ 1e-6 (the ``kl`` metric needs π*_τ, resolved in float64 from
+    τ = 1e-6 on; smaller τ > 0 gives a ``ValueError`` naming tau unless Newton still converges);
+    ``n_pairs`` ≥ 1 (or None for the exact population fit) within the work budget; ``seed`` an int
+    or Generator. Outside it, ``ValueError`` naming the argument and value.
 
     Returns:
       SolverResult: one checkpoint; ``kl`` = KL(π*_τ‖π) (no ``kl`` column for τ = 0),

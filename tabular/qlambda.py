@@ -29,8 +29,11 @@ the estimate). Inside it results are finite; outside it ``ValueError`` names the
 
 from __future__ import annotations
 
+import math
+
 import functools
 import numbers
+import threading
 
 import numpy as np
 
@@ -47,7 +50,7 @@ from ..envs.checks import (
 from ..envs.mdp import TabularMDP, check_policy
 from ._jit import Stopwatch
 from ._kernels import qlambda as _k
-from ._threads import blas_threads, blas_threads_for
+from ._threads import blas_threads, parallel_worthwhile
 from .core.categorical import CategoricalSupport, cramer_distance, distribution_mean
 from .core.multistep import sampled_multistep_target
 from .core.result import SolverResult
@@ -145,6 +148,17 @@ class _Model:
         else:
             self.values_sa = self.probs_sa = None
         self._tables: dict = {}
+        self._scratch: dict = {}  # thread id → product buffer (a dict, so the model pickles)
+
+    def product_buffer(self, m: int) -> np.ndarray:
+        """A [S·A, m] scratch array for the dense product P·Y, kept per thread and reused by every
+        sweep: a fresh 3 MB result (S = 500, A = 8, M = 101) costs its first-touch page faults
+        whenever the allocator has returned the previous one to the OS."""
+        thread = threading.get_ident()
+        buffer = self._scratch.get(thread)
+        if buffer is None or buffer.shape[1] != m:
+            buffer = self._scratch[thread] = np.empty((self.P_flat.shape[0], m))
+        return buffer
 
     def projection_tables(self, gamma: float, support: CategoricalSupport):
         """(lower [S·A, K, M] int32, weight_lower, weight_upper [S·A, K, M]) of
@@ -172,6 +186,46 @@ def _cumulative(policy: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(c)
 
 
+_HELPER_THREAD = None
+
+
+def _dense_backup_row_blocks(model: _Model, Y: np.ndarray, tables) -> np.ndarray:
+    """The dense backup on two cores: rows [0, h) and [h, S·A) each do their own product block
+    (BLAS pinned to one thread) and their own table scatter, on two Python threads (numpy's BLAS
+    call and the Numba kernel release the GIL). [S·A, M].
+
+    Why not two BLAS threads for the product and then the scatter: OpenBLAS's worker keeps
+    spinning after a two-thread call, so a two-thread scatter right after it fought that worker
+    for the second core (measured 23 ms against 7.6 ms with a one-thread scatter, S = 500, A = 8,
+    M = 101), and a one-thread scatter after a two-thread product leaves a core idle for a fifth of
+    the backup (1.35× the floor); row blocks: 7.2 ms, 1.21× (``benchmarks/perf_qlambda.py``).
+    Row blocks give every core the same product-then-scatter work with one pool of threads. Each
+    entry is computed by one thread with the same code as the serial path (a row block of a
+    one-thread GEMM sums each entry in the same order), so the result does not depend on it (tested).
+    """
+    global _HELPER_THREAD
+    if _HELPER_THREAD is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _HELPER_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fixpoint-qlambda")
+    lower, weight_lower, weight_upper = tables
+    rows = model.P_flat.shape[0]
+    half = rows // 2
+    mixed = model.product_buffer(Y.shape[1])
+    out = np.empty_like(mixed)
+
+    def block(lo: int, hi: int) -> None:
+        np.matmul(model.P_flat[lo:hi], Y, out=mixed[lo:hi])
+        _k._project_rows_table_into(mixed[lo:hi], lower[lo:hi], weight_lower[lo:hi], weight_upper[lo:hi],
+                                    out[lo:hi])
+
+    with blas_threads(1):
+        other = _HELPER_THREAD.submit(block, half, rows)
+        block(0, half)
+        other.result()
+    return out
+
+
 def _backup(model: _Model, Y: np.ndarray, gamma: float, support: CategoricalSupport) -> np.ndarray:
     """[S·A, M]: row sa = Π_C Σ_{x', r} P(x', r | sa) (b_{r,γ})_# Y[x'] (Y: [S, M], signed)."""
     grid = (support.v_min, support.v_max, support.delta)
@@ -183,8 +237,10 @@ def _backup(model: _Model, Y: np.ndarray, gamma: float, support: CategoricalSupp
             return _k._backup_csr_table(Y, model.p_offsets, model.p_columns, model.p_weights, *tables)
         # the dense [S·A, S] × [S, M] product (the perf floor); BLAS on one thread unless a core
         # is free (two BLAS threads on a loaded 2-core machine are slower than one)
-        with blas_threads(blas_threads_for(Y.size * model.P_flat.shape[0], 2**22)):
-            mixed = model.P_flat @ Y
+        if parallel_worthwhile(Y.size * model.P_flat.shape[0], 2**22):
+            return _dense_backup_row_blocks(model, Y, tables)
+        with blas_threads(1):
+            mixed = np.matmul(model.P_flat, Y, out=model.product_buffer(Y.shape[1]))
         return _k._project_rows_table(mixed, *tables)
     return _k._backup_outcomes(
         Y, model.offsets, model.next_state, model.reward, model.prob, gamma, *grid
@@ -198,6 +254,8 @@ def trace_coefficients(pi, mu, lam: float, trace: str) -> np.ndarray:
     q_lambda: λ; retrace: λ·min(1, π/μ) (λ where μ = 0, never used); tree_backup: λ·π;
     n_step (sampled targets only): the uncorrected n-step target Π_C(G_{0:n−1} + γ^n z)_# η(x_n, π),
     which is not a member of the c-family; its table entry (1) is unused.
+
+    Valid range: lam in [0, 1]; pi, mu [S, A] distributions; trace one of the listed traces.
     """
     pi = check_distribution("pi", pi, ndim=2)
     mu = check_distribution("mu", mu, shape=pi.shape)
@@ -366,6 +424,9 @@ def distributional_operator(
 
     Returns:
       [S, A, M] target masses (signed for Q(λ) in general; total mass 1 per (s, a)).
+
+    Valid range: lam in [0, 1]; horizon ≥ 1 (an int) or None; tol > 0 (finite); max_inner ≥ 1 (an
+    int); eta [S, A, M] signed masses of total 1 per (s, a); pi, mu [S, A] row-stochastic.
     """
     mdp, pi, mu, lam, support, trace, projection, horizon, rho = _prepare(
         mdp, pi, mu, lam, support, trace, projection, horizon
@@ -408,6 +469,9 @@ def iterate_distributional_operator(
       SolverResult: final [S, A, M]; metrics "iteration", "sup_cramer_change" (ℓ2 between
       consecutive iterates), "mean_error" (sup |mean − Q^π|) and, with ``reference``,
       "sup_cramer_error"; extras "q_pi" [S, A], "converged".
+
+    Valid range: lam in [0, 1]; horizon ≥ 1 (an int) or None; tol > 0 (finite); max_iterations ≥ 1
+    (an int, within the work budget).
     """
     mdp, pi, mu, lam, support, trace, projection, horizon, rho = _prepare(
         mdp, pi, mu, lam, support, trace, projection, horizon
@@ -480,7 +544,10 @@ def iterate_distributional_operator(
 
 
 def policy_q_values(mdp: TabularMDP, pi) -> np.ndarray:
-    """Q^π = (I − γ P^π_sa)^{-1} R by a linear solve, shape [S, A]."""
+    """Q^π = (I − γ P^π_sa)^{-1} R by a linear solve, shape [S, A].
+
+    Valid range: no numeric arguments; pi [S, A] row-stochastic.
+    """
     mdp = _check_mdp(mdp)
     pi = check_policy(mdp, pi)
     S, A = mdp.n_states, mdp.n_actions
@@ -496,6 +563,9 @@ def categorical_evaluation_fixed_point(
 
     Iterates η ← Π_C T^π η from the uniform start until the sup-norm change is ≤ tol (the error
     is then ≤ tol·(1 + o(1))/(1 − γ) in sup-ℓ2 terms; the rate is γ). Returns probs [S, A, M].
+
+    Valid range: tol > 0 (finite); max_iterations ≥ 1 (an int, within the work budget); pi [S, A]
+    row-stochastic.
     """
     mdp = _check_mdp(mdp)
     pi = check_policy(mdp, pi)
@@ -523,6 +593,9 @@ def monte_carlo_returns(
 
     Trajectories are truncated after H steps, H = ``horizon`` or the smallest H with
     γ^H · max|r|/(1 − γ) ≤ 1e-10 (the truncation bias is below that).
+
+    Valid range: n_samples ≥ 1 and horizon ≥ 1 (ints, horizon None: until the tail is negligible)
+    with n_samples·horizon within the work budget.
     """
     mdp = _check_mdp(mdp)
     pi = check_policy(mdp, pi)
@@ -578,6 +651,8 @@ def q_lambda_contraction_bound(mdp: TabularMDP, pi=None, mu=None, lam=None, *, p
     Returns:
       The Lipschitz bound in sup-ℓ_p; < 1 guarantees a contraction. Since κ ≤ (1 − λ) + λε with
       ε = max_x ‖π(·|x) − μ(·|x)‖₁, it is at most ``q_lambda_bound_from_mismatch(γ, λ, ε, p=p)``.
+
+    Valid range: lam in [0, 1]; p ≥ 1 and finite (for the sup-norm limit pass a huge p, e.g. 1e300); pi, mu [S, A] distributions of the mdp.
     """
     if isinstance(mdp, numbers.Real) and not isinstance(mdp, bool):
         raise ValueError(
@@ -591,7 +666,7 @@ def q_lambda_contraction_bound(mdp: TabularMDP, pi=None, mu=None, lam=None, *, p
     lam = _check_lambda(lam)
     p = check_scalar("p", p, low=1.0)
     g = mdp.gamma ** (1.0 / p)
-    return g * _kappa(pi, mu, lam) / (1.0 - lam * g)
+    return g * _kappa(pi, mu, lam) / _one_minus_lam_g(mdp.gamma, lam, p)
 
 
 def q_lambda_bound_from_mismatch(gamma: float, lam: float, eps: float, *, p: float = 2.0) -> float:
@@ -605,13 +680,30 @@ def q_lambda_bound_from_mismatch(gamma: float, lam: float, eps: float, *, p: flo
 
     Returns:
       The Lipschitz bound in sup-ℓ_p; < 1 iff λ ε < (1 − γ^{1/p})/γ^{1/p}.
+
+    Valid range: gamma in [0, 1); lam in [0, 1]; eps = max_x ‖π − μ‖₁ in [0, 2]; p ≥ 1 and
+    finite (for the sup-norm limit pass a huge p, e.g. 1e300).
     """
     gamma = check_scalar("gamma", gamma, low=0.0, high=1.0, high_inclusive=False)
     lam = _check_lambda(lam)
     eps = check_scalar("eps", eps, low=0.0, high=2.0)
     p = check_scalar("p", p, low=1.0)
     g = gamma ** (1.0 / p)
-    return g * ((1.0 - lam) + lam * eps) / (1.0 - lam * g)
+    return g * ((1.0 - lam) + lam * eps) / _one_minus_lam_g(gamma, lam, p)
+
+
+def _one_minus_lam_g(gamma: float, lam: float, p: float) -> float:
+    """1 − λγ^{1/p} without cancellation, as (1 − λ) − λ·expm1(log(γ)/p): γ^{1/p} rounds to 1 for
+    huge p (p = 1e300), where the plain difference would be 0. Below 1e-307 (λ = 1 with
+    log(1/γ)/p < 1e-307) the bound, κ ≤ 2 over it, would leave float64: refused, naming p and
+    lam (it is vacuous long before)."""
+    if gamma == 0.0:
+        return 1.0
+    denominator = (1.0 - lam) - lam * math.expm1(math.log(gamma) / p)
+    if not denominator >= 1e-307:
+        raise ValueError(f"p={p!r} with lam={lam!r}: the bound γ^(1/p)κ/(1 − λγ^(1/p)) overflows "
+                         "float64 (λ = 1 with log(1/γ)/p below 1e-307); use a smaller p")
+    return denominator
 
 
 def _kappa(pi: np.ndarray, mu: np.ndarray, lam: float) -> float:
@@ -643,6 +735,9 @@ def contraction_modulus(
     mode="lipschitz": the largest one-step ratio ‖𝒜δ‖/‖δ‖ seen over the random probes, every
       power-iteration iterate, and per-(s, a) Dirac-pair probes — a lower estimate of the true
       Lipschitz constant, and therefore never above the bound β₂ (see ``q_lambda_contraction_bound``).
+
+    Valid range: lam in [0, 1]; horizon ≥ 1 (an int) or None; n_probes ≥ 1 and iterations ≥ 2 (ints,
+    within the work budget); pi, mu [S, A] row-stochastic.
     """
     mdp, pi, mu, lam, support, trace, projection, horizon, rho = _prepare(
         mdp, pi, mu, lam, support, trace, projection, horizon
@@ -712,6 +807,8 @@ def value_mode_rate(
     Power iteration from δ(s, a) = δ_{z_{M−1}} − δ_{z_0} for every (s, a), measuring the ratio of
     consecutive sup-norms of the *means* of the iterates. For Q(λ) with no clipping this equals
     γ(1 − λ)/(1 − λγ) for every μ (the action-independent value mode; derived, checked in the tests).
+
+    Valid range: lam in [0, 1]; iterations ≥ 1 (an int, within the work budget).
     """
     mdp, pi, mu, lam, support, trace, projection, horizon, rho = _prepare(
         mdp, pi, mu, lam, support, trace, "per_step", None
@@ -768,6 +865,9 @@ def sampled_distributional_target(
 
     Returns:
       mass [M], signed in general, total mass 1.
+
+    Valid range: lam in [0, 1]; gamma in [0, 1); eta [S, A, M]; states/actions [n+1] indices;
+    rewards [n] finite.
     """
     support = _check_support(support)
     pi = _check_policy_shape("pi", pi)
@@ -858,6 +958,9 @@ def distributional_td_learning(
     Returns:
       SolverResult: final [S, A, M]; metrics "iteration" (updates), "sup_cramer_error",
       "mean_cramer_error" (over (s, a)); extras "reference".
+
+    Valid range: lam in [0, 1]; n_steps ≥ 1, n_updates ≥ 1 and n_checkpoints ≥ 1 (ints) with
+    n_updates·n_steps within the work budget; step_exponent in [0, 1].
     """
     mdp = _check_mdp(mdp)
     pi = check_policy(mdp, pi, "pi")

@@ -8,6 +8,8 @@ and the core array-API projection (kernel twin).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -321,3 +323,190 @@ def test_categorical_dp_rejects_an_init_that_is_not_a_distribution():
     support = CategoricalSupport(0.0, 10.0, 11)
     with pytest.raises(ValueError, match="init must sum to 1"):
         categorical_dp(mrp, support, iterations=3, init=np.ones((2, 11)))
+
+
+# --- solver options of categorical_fixed_point -----------------------------------------------------
+
+from fixpoint_rl.tabular import model_based as _mb  # noqa: E402  (solver internals for the fallbacks)
+from fixpoint_rl.tabular.model_based import SparseMarkovRewardProcess  # noqa: E402
+
+# Every option is checked against the dense LAPACK LU of the same system. pypardiso (the `fast`
+# extra) is also a test dependency (`dev`), so the PARDISO path always runs here; the fallback and
+# refusal tests below cover the library's behaviour without it.
+SOLVERS = ["superlu", "sparse", "auto", "pardiso"]
+
+
+def test_pypardiso_is_installed_for_the_tests():
+    assert _mb._pardiso_library() is not None, "pip install -e '.[dev]' installs pypardiso (MKL PARDISO)"
+
+
+def _solver_tolerance(mrp, atoms):
+    """Max |Δprob| allowed between a solver and the dense LU. Direct solves differ by rounding
+    (≈ 1e-14 here). PARDISO stops refining at max|residual| ≤ REFINE_RESIDUAL; A is a γ-contraction
+    in ‖F‖ = max_x Σ_i Δ_i |F_x,i| (sup-W1), so ‖ΔF‖ ≤ span·res/(1 − γ) and max|ΔF| ≤ that / Δ_min,
+    |Δprob| ≤ 2 max|ΔF|: ≤ 2e-11 on the random MRPs (γ ≤ 0.95), 2e-10 on the γ = 0.99 walk. Plus
+    1e-10 for the direct solves' rounding (observed ≈ 1e-14)."""
+    gaps = np.diff(atoms)
+    bound = 2 * (atoms[-1] - atoms[0]) * _mb.REFINE_RESIDUAL / ((1 - mrp.gamma) * gaps.min())
+    return bound + 1e-10
+
+
+def _sparse_copy(mrp):
+    import scipy.sparse
+
+    return SparseMarkovRewardProcess(P=scipy.sparse.csr_matrix(mrp.P),
+                                     reward=scipy.sparse.csr_matrix(mrp.reward), gamma=mrp.gamma)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("name", ENVS)
+def test_every_solver_gives_the_dense_lu_fixed_point_on_study_environments(solver, name):
+    mrp = DCFP_ENVIRONMENTS[name](gamma=0.95)
+    atoms = environment_support(mrp, 61)
+    dense = categorical_fixed_point(mrp, atoms, method="dense")
+    tol = _solver_tolerance(mrp, atoms)
+    for process in (mrp, _sparse_copy(mrp)):  # dense and sparse inputs
+        probs = categorical_fixed_point(process, atoms, method=solver)
+        assert np.max(np.abs(probs - dense)) < tol
+
+
+@settings(max_examples=15)
+@given(random_mrps(max_states=6), st.integers(2, 40), st.sampled_from(SOLVERS))
+def test_every_solver_gives_the_dense_lu_fixed_point_on_random_mrps(mrp, m, solver):
+    atoms = global_support(mrp, m)
+    dense = categorical_fixed_point(mrp, atoms, method="dense")
+    probs = categorical_fixed_point(_sparse_copy(mrp), atoms, method=solver)
+    assert np.max(np.abs(probs - dense)) < _solver_tolerance(mrp, atoms)
+    assert np.max(np.abs(probs @ atoms - mrp.values())) < 1e-9  # mean = V^π (scalar solve)
+
+
+@functools.lru_cache(maxsize=1)
+def _walk_and_dense_answer():
+    from fixpoint_rl.benchmarks.perf_dcfp import sparse_walk_mrp
+
+    mrp = sparse_walk_mrp(20, 0.99, seed=0)
+    atoms = np.linspace(0.0, 100.0, 101)
+    return mrp, atoms, categorical_fixed_point(mrp, atoms, method="dense")
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_solvers_agree_at_high_discount_on_a_sparse_walk(solver):
+    # γ = 0.99, the perf benchmark's process at a small size: the conditioning the refinement faces
+    mrp, atoms, reference = _walk_and_dense_answer()
+    probs = categorical_fixed_point(mrp, atoms, method=solver)
+    assert np.max(np.abs(probs - reference)) < _solver_tolerance(mrp, atoms)
+    assert np.max(np.abs(probs @ atoms - mrp.values())) < 1e-9
+
+
+class _FailingPardiso:
+    """Stands in for MKL: every PARDISO call reports error −3 (e.g. out of memory)."""
+
+    calls = 0
+
+    def pardiso(self, *args):
+        type(self).calls += 1
+        args[-1]._obj.value = -3
+
+    def MKL_Set_Num_Threads_Local(self, n):  # noqa: N802 (MKL's name)
+        return 0
+
+
+def test_pardiso_errors_fall_back_to_superlu(monkeypatch):
+    mrp = high_random(n_states=8, gamma=0.9, seed=4)
+    atoms = global_support(mrp, 31)
+    monkeypatch.setattr(_mb, "_PARDISO_LIBRARY", _FailingPardiso())
+    probs = categorical_fixed_point(mrp, atoms, method="pardiso")
+    assert _FailingPardiso.calls >= 2  # float32 and float64 attempts (each factor + release)
+    np.testing.assert_array_equal(probs, categorical_fixed_point(mrp, atoms, method="superlu"))
+
+
+def test_pardiso_stalled_refinement_falls_back_to_float64_then_superlu(monkeypatch):
+    # a residual target of 0 cannot be met: float32 stalls, float64 stalls, SuperLU answers
+    mrp = high_random(n_states=8, gamma=0.9, seed=4)
+    atoms = global_support(mrp, 31)
+    system = _mb._identity_minus(dcfp_linear_system(mrp, atoms)[0])
+    b = dcfp_linear_system(mrp, atoms)[1]
+    single = _mb._pardiso_refined(_mb._pardiso_library(), system, b, single=True)
+    assert np.max(np.abs(b - system @ single)) <= _mb.REFINE_RESIDUAL  # normal case: refined
+    monkeypatch.setattr(_mb, "REFINE_RESIDUAL", 0.0)
+    assert _mb._pardiso_refined(_mb._pardiso_library(), system, b, single=True) is None
+    probs = categorical_fixed_point(mrp, atoms, method="pardiso")
+    np.testing.assert_array_equal(probs, categorical_fixed_point(mrp, atoms, method="superlu"))
+
+
+def test_pardiso_without_pypardiso_is_refused_and_sparse_uses_superlu(monkeypatch):
+    mrp = two_state()
+    atoms = global_support(mrp, 81)  # 160 unknowns: above DENSE_LIMIT, so "auto" is sparse
+    monkeypatch.setattr(_mb, "_PARDISO_LIBRARY", False)
+    with pytest.raises(ValueError, match="method='pardiso' needs the optional package pypardiso"):
+        categorical_fixed_point(mrp, atoms, method="pardiso")
+    superlu = categorical_fixed_point(mrp, atoms, method="superlu")
+    np.testing.assert_array_equal(categorical_fixed_point(mrp, atoms, method="sparse"), superlu)
+    np.testing.assert_array_equal(categorical_fixed_point(mrp, atoms), superlu)
+
+
+@pytest.mark.parametrize("method", ["cholesky", "krylov", "", "PARDISO"])
+def test_unknown_solver_option_is_refused(method):
+    with pytest.raises(ValueError, match="method"):
+        categorical_fixed_point(two_state(), global_support(two_state(), 11), method=method)
+
+
+def _block_diagonal_mrp(seed):
+    """Three disconnected pieces (a chain, a random block, an absorbing state): the structured order
+    handles every connected component separately."""
+    import scipy.linalg
+
+    parts = [chain(n_states=4, gamma=0.9), high_random(n_states=5, gamma=0.9, seed=seed)]
+    P = scipy.linalg.block_diag(*[p.P for p in parts], np.ones((1, 1)))
+    R = scipy.linalg.block_diag(*[p.reward for p in parts], np.full((1, 1), 0.5))
+    return MarkovRewardProcess(P=P, reward=R, gamma=0.9)
+
+
+@given(st.integers(0, 2**31 - 1), st.integers(3, 30))
+@settings(max_examples=10)
+def test_structured_order_is_a_permutation_on_random_and_disconnected_processes(seed, m):
+    rng = np.random.default_rng(seed)
+    S = int(rng.integers(1, 8))
+    P = rng.random((S, S)) * (rng.random((S, S)) < 0.4)
+    P[np.arange(S), rng.integers(0, S, S)] += 0.1
+    P /= P.sum(axis=1, keepdims=True)
+    sparse_random = MarkovRewardProcess(P=P, reward=rng.uniform(-1, 1, (S, S)), gamma=0.9)
+    for mrp in (_block_diagonal_mrp(seed % 100), sparse_random):
+        atoms = global_support(mrp, m)
+        transitions = _mb._transitions(mrp)
+        A, _ = _mb._build_system(transitions, atoms)
+        order = _mb._structured_order(transitions, m - 1, A)
+        np.testing.assert_array_equal(np.sort(order), np.arange(mrp.n_states * (m - 1)))
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_solvers_on_a_disconnected_process(solver):
+    mrp = _block_diagonal_mrp(3)
+    atoms = global_support(mrp, 41)
+    dense = categorical_fixed_point(mrp, atoms, method="dense")
+    probs = categorical_fixed_point(mrp, atoms, method=solver)
+    assert np.max(np.abs(probs - dense)) < _solver_tolerance(mrp, atoms)
+
+
+def test_superlu_orders_agree(monkeypatch):
+    # the structured order (NATURAL, diagonal pivots) and COLAMD (threshold pivoting): two LU
+    # factorisations of the same M-matrix, equal to rounding
+    from fixpoint_rl.benchmarks.perf_dcfp import sparse_walk_mrp
+
+    mrp = sparse_walk_mrp(60, 0.99, seed=1)
+    atoms = np.linspace(0.0, 100.0, 81)
+    transitions = _mb._transitions(mrp)
+    A, b = _mb._build_system(transitions, atoms)
+    system = _mb._identity_minus(A)
+    structured = _mb._solve_sparse(system, b, _mb._structured_order(transitions, 80, A))
+    colamd = _mb._solve_sparse(system, b)
+    assert np.max(np.abs(structured - colamd)) < 1e-12  # CDF values; observed ≈ 1e-15
+
+
+def test_pardiso_metis_and_structured_orders_agree(monkeypatch):
+    mrp, atoms, reference = _walk_and_dense_answer()
+    structured = categorical_fixed_point(mrp, atoms, method="pardiso")
+    monkeypatch.setattr(_mb, "STRUCTURED_ORDER_LIMIT", 0)  # PARDISO's METIS ordering
+    metis = categorical_fixed_point(mrp, atoms, method="pardiso")
+    for probs in (structured, metis):
+        assert np.max(np.abs(probs - reference)) < _solver_tolerance(mrp, atoms)

@@ -9,6 +9,7 @@ below 1e-12. Where the order of operations is identical the comparison is exact 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -105,6 +106,13 @@ def test_library_backup_reuses_tables_and_matches_outcome_kernel():
         oracle = kq._backup_outcomes(Y, model.offsets, model.next_state, model.reward, model.prob,
                                      mdp.gamma, *grid)
         np.testing.assert_allclose(new, oracle, rtol=0, atol=1e-12)
+        # a second sweep reuses the dense product's scratch buffer: the first result is untouched
+        Y2 = rng.normal(size=(25, 31))
+        second = _backup(model, Y2, mdp.gamma, support)
+        np.testing.assert_allclose(new, oracle, rtol=0, atol=1e-12)
+        oracle2 = kq._backup_outcomes(Y2, model.offsets, model.next_state, model.reward,
+                                      model.prob, mdp.gamma, *grid)
+        np.testing.assert_allclose(second, oracle2, rtol=0, atol=1e-12)
 
 
 # --- DCFP / CDP: CSR transitions, the precomputed CDP operator, sparse processes ------------------
@@ -344,6 +352,62 @@ def test_nash_md_wrapper_independent_of_thread_choice(monkeypatch):
         np.testing.assert_array_equal(runs[0].metrics["kl"], runs[1].metrics["kl"])
 
 
+@settings(max_examples=12)  # each example compiles nothing new and runs 3 thread counts
+@given(seeds, st.integers(1, 2), st.sampled_from([1, 2, 31, 33, 97, 300]), st.integers(0, 7))
+def test_nash_md_threads_equal_serial_kernel(seed, n_ctx, k, iterations):
+    """``run_nash_md_threads`` (1, 2 and 3 threads claiming row chunks of every iteration) gives
+    bitwise the serial ``_run_block`` Nash-MD iterates: each row of log π_{t+1} is computed by one
+    thread with ``_context_block``'s arithmetic, and every thread forms π^μ_t from the same
+    complete log π_t. K ∈ {1, 2, 31, 33}: one chunk; 97, 300: several (32 and 38 rows), with a
+    ragged last one; T = 0 leaves the iterate untouched, as the serial kernel does."""
+    from fixpoint_rl.envs.preference import random_contextual_game
+    from fixpoint_rl.tabular._kernels import nlhf as kn
+
+    game = random_contextual_game(n_ctx, k, seed % 1000, "mixture")
+    pref, ref = _nlhf_arrays(game)
+    etas = np.random.default_rng(seed).uniform(0.1, 10.0, size=iterations)
+    log_ref = np.log(ref)
+    want_log, want = np.log(ref), ref.copy()
+    kn._run_block(kn.NASH_MD, want_log, want, log_ref, pref, etas, 0.1, 0.0, ref.copy(), 0, 0,
+                  np.random.default_rng(0))
+    for threads in (1, 2, 3):
+        got_log, got = np.log(ref), ref.copy()
+        kn.run_nash_md_threads(got_log, got, log_ref, pref, etas, 0.1, threads)
+        np.testing.assert_array_equal(got_log, want_log)
+        np.testing.assert_array_equal(got, want)
+
+
+def test_atomic_counter_hands_out_each_claim_once():
+    """``_sync.fetch_add`` from three threads at once (nogil kernels): the counter ends at the
+    number of increments and the returned claims are exactly 0 … n − 1, each once (a plain
+    read-modify-write would lose increments and repeat claims under contention)."""
+    import threading
+
+    from numba import njit
+
+    from fixpoint_rl.tabular._kernels import _sync
+
+    @njit(nogil=True)
+    def claim_many(counters, claims, n):
+        while True:
+            c = _sync.fetch_add(counters, 0, 1)
+            if c >= n:
+                return
+            claims[c] += 1
+
+    n = 300_000
+    counters = np.zeros(16, dtype=np.int64)
+    claims = np.zeros(n, dtype=np.int64)
+    claim_many(np.zeros(16, dtype=np.int64), np.zeros(1, dtype=np.int64), 1)  # compile
+    workers = [threading.Thread(target=claim_many, args=(counters, claims, n)) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert counters[0] == n + 3  # n claims plus one failed claim per thread
+    np.testing.assert_array_equal(claims, np.ones(n, dtype=np.int64))
+
+
 # --- perf plumbing ----------------------------------------------------------------------------------
 
 
@@ -362,6 +426,47 @@ def test_time_call_takes_medians_and_refuses_fewer_than_five_repeats():
     assert header["blas"] and header["blas"][0]["num_threads"] >= 1
     assert len(header["load_average_1_5_15"]) == 3
     assert "BLAS" in header_line(header)
+
+
+def test_round_robin_sampler_takes_one_sample_per_round_and_refuses_fewer_than_five():
+    import pytest
+
+    from fixpoint_rl.benchmarks._perf_rounds import Sampler, sample_round_robin
+
+    calls = {"a": [], "b": []}
+    samplers = {name: Sampler(lambda n, name=name: calls[name].append(n), 0.0) for name in calls}
+    assert all(sampler.n == 1 for sampler in samplers.values())  # min_time 0: one unit a sample
+    sample_round_robin(samplers, 5)
+    for name, sampler in samplers.items():
+        assert len(sampler.walls) == len(sampler.cpus) == len(sampler.switches) == 5
+        assert calls[name] == [1] * 7  # warm-up, calibration, then 5 samples of one unit
+        assert sampler.fastest <= sampler.wall
+    kernel_seconds = Sampler(lambda n: 0.5 * n, 0.0)  # run() may report its own seconds
+    kernel_seconds.sample()
+    assert kernel_seconds.walls == [0.5]
+    with pytest.raises(ValueError, match="rounds"):
+        sample_round_robin(samplers, 4)
+
+
+@pytest.mark.slow
+def test_perf_scripts_quick_tables_have_goal_rows_and_exact_kernels():
+    """``fixpoint perf nlhf|qlambda --quick``: every correctness claim holds, goal rows are not
+    judged at smoke sizes (holds None), and the Q(λ) dense case carries the 3× bound row."""
+    from fixpoint_rl.benchmarks import perf_nlhf, perf_qlambda
+    from fixpoint_rl.benchmarks._runner import BenchConfig
+
+    config = BenchConfig(size="quick", seed=0, progress=False)
+    nlhf_table = perf_nlhf.run(config)
+    exact = nlhf_table[nlhf_table.algorithm == "every Nash-MD kernel == serial kernel"]
+    assert len(exact) == 1 and exact.holds.all() and (exact.max_abs_diff_vs_serial <= 1e-12).all()
+    assert {"kernel: serial", "kernel: threads (library), 2 threads"} <= set(nlhf_table.algorithm)
+    qlambda_table = perf_qlambda.run(config)
+    judged = qlambda_table[qlambda_table.claim.notna()]
+    exact = judged[judged.algorithm == "every variant == previous kernel"]
+    assert len(exact) == 2 and exact.holds.all()
+    goals = judged[judged.algorithm != "every variant == previous kernel"]
+    assert goals.holds.isna().all()
+    assert (qlambda_table.algorithm == "bound: ≥ 3× scatter needs scatter / floor ≥ 3").sum() == 1
 
 
 def test_blas_and_numba_thread_limits_are_restored():
@@ -394,3 +499,28 @@ def test_cdp_falls_back_to_per_step_kernel_above_operator_limit(monkeypatch):
     np.testing.assert_allclose(per_step.final, with_operator.final, rtol=0, atol=1e-12)
     np.testing.assert_allclose(per_step.metrics["cramer_change"],
                                with_operator.metrics["cramer_change"], rtol=0, atol=1e-12)
+
+
+def test_dense_backup_row_blocks_on_two_threads_equal_the_serial_backup(monkeypatch):
+    """The two-core dense backup (two row blocks, one-thread BLAS each) against the serial path:
+    the same sums per entry, so equal to rounding (1e-12; observed bitwise)."""
+    from fixpoint_rl.envs.mdp import garnet
+    from fixpoint_rl.tabular import qlambda as ql
+
+    mdp = garnet(40, 3, branching=40, seed=2, gamma=0.9)
+    support = CategoricalSupport(-12.0, 12.0, 31)
+    model = ql._model(mdp)
+    assert not model.sparse and model.fast
+    Y = np.random.default_rng(0).normal(size=(40, 31))
+    monkeypatch.setattr(ql, "parallel_worthwhile", lambda work, threshold: False)
+    serial = ql._backup(model, Y, mdp.gamma, support).copy()
+    monkeypatch.setattr(ql, "parallel_worthwhile", lambda work, threshold: True)
+    blocks = ql._backup(model, Y, mdp.gamma, support)
+    np.testing.assert_allclose(blocks, serial, rtol=0, atol=1e-12)
+    # and the serial path itself against the hat-matrix oracle of the projection
+    mixed = model.P_flat @ Y
+    hat = np.zeros_like(mixed)
+    for k in range(model.values_sa.shape[1]):
+        targets = model.values_sa[:, k, None] + mdp.gamma * support.atoms
+        hat += model.probs_sa[:, k, None] * categorical_projection(targets, mixed, support)
+    np.testing.assert_allclose(serial, hat, rtol=0, atol=1e-12)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from . import _sync
+
 # algorithm codes (dispatch on an int; jitted functions are never passed as arguments)
 NASH_MD = 0
 SELF_PLAY_MD = 1
@@ -330,3 +332,130 @@ def _run_block_rows(method, log_pi, pi, log_ref, pref, etas, tau, mixture, avg, 
     for x in range(n_ctx):
         _context_block(method, x, log_pi, pi, log_ref, pref, etas, tau, mixture, avg, t0, z, q,
                        log_q, payoff, grad, True)
+
+
+# --- Nash-MD on one large context: all T iterations in one pass of each thread -------------------
+#
+# ``_run_block_rows`` opens one Numba parallel region per P·π product, and how fast a region starts
+# depends on Numba's threading layer: measured at K = 1000 (``benchmarks/perf_nlhf.py``), with the
+# OpenMP layer two threads reach 67 µs per iteration, with TBB (Numba's first choice whenever the
+# ``tbb`` package is installed) the second thread never joins a region this short (92 µs, the same
+# as one thread). ``run_nash_md_threads`` therefore runs plain Python threads, each calling the
+# nogil kernel ``_nash_md_participant`` once per block: the K rows of each iteration are cut into
+# chunks that the threads claim from a shared atomic counter (``_sync.fetch_add``); a thread that
+# claims a chunk of iteration t first waits until every chunk of iteration t − 1 is done (a second
+# counter), then computes the geometric mixture π^μ_t itself from the shared log π_t (each thread
+# the same K-vector by the same code), then its rows of P·π^μ_t and of log π_{t+1} — exactly the
+# arithmetic of ``_context_block``, so the bits equal the serial kernel's whatever the thread count
+# or claim order (tested). log π alternates between two buffers, so no thread overwrites a vector
+# that another may still read. It cannot deadlock: a thread waits only for chunks that running
+# threads have claimed, and a thread that starts late (or never) leaves its share to the others.
+
+REGION_CHUNKS = 8
+
+
+@njit(cache=True, fastmath=True)
+def _rows_product(px, v, out, lo, hi):
+    """out[i] = Σ_j px[i, j] v[j] for lo ≤ i < hi (``_matvec``'s per-row loop)."""
+    k = v.shape[0]
+    for i in range(lo, hi):
+        acc = 0.0
+        for j in range(k):
+            acc += px[i, j] * v[j]
+        out[i] = acc
+
+
+@njit(cache=True)
+def _nash_md_rows_update(log_next, log_q, payoff, eta, lo, hi):
+    """log π_{t+1}[i] = log π^μ_t[i] + η_t P(y_i ≻ π^μ_t) for lo ≤ i < hi (unnormalised)."""
+    for i in range(lo, hi):
+        log_next[i] = log_q[i] + eta * payoff[i]
+
+
+@njit(cache=True, nogil=True)
+def _nash_md_participant(log_buffers, lr, px, etas, tau, counters, chunk_rows):
+    """One thread's share of T Nash-MD iterations on one context (exact payoffs).
+
+    log_buffers: [2, K], row t % 2 holds log π_t (row 0 = log π_0 on entry); lr: [K] log μ;
+    px: [K, K]; etas: [T]; counters: int64 [16] zeros on entry ([0]: next chunk to claim,
+    [8]: chunks done; 64 bytes apart); chunk_rows: rows per claim.
+    """
+    k = lr.shape[0]
+    n_chunks = (k + chunk_rows - 1) // chunk_rows
+    total = etas.shape[0] * n_chunks
+    if _sync.load_acquire(counters, 0) >= total:
+        return  # started after every chunk was claimed
+    z = np.empty(k)
+    q = np.empty(k)
+    log_q = np.empty(k)
+    payoff = np.empty(k)
+    mixed_for = -1
+    while True:
+        claim = _sync.fetch_add(counters, 0, 1)
+        if claim >= total:
+            return
+        s = claim // n_chunks
+        chunk = claim - s * n_chunks
+        if s != mixed_for:
+            _sync.wait_until_at_least(counters, 8, s * n_chunks)
+            b = etas[s] * tau
+            current = log_buffers[s % 2]
+            for i in range(k):
+                z[i] = (1.0 - b) * current[i] + b * lr[i]
+            _normalize(z, log_q, q)  # geometric mixture π^μ_t (NLHF §4)
+            mixed_for = s
+        lo = chunk * chunk_rows
+        hi = min(k, lo + chunk_rows)
+        _rows_product(px, q, payoff, lo, hi)  # P(y ≻ π^μ_t) on this chunk's rows
+        _nash_md_rows_update(log_buffers[(s + 1) % 2], log_q, payoff, etas[s], lo, hi)
+        _sync.fetch_add(counters, 8, 1)
+
+
+@njit(cache=True)
+def _nash_md_finish(log_buffers, n_iter, lp, p):
+    """lp, p ← normalised log π_T, π_T from ``log_buffers[T % 2]`` (the block's last step)."""
+    z = log_buffers[n_iter % 2].copy()
+    _normalize(z, lp, p)
+
+
+def nash_md_chunk_rows(k: int) -> int:
+    """Rows per claim: REGION_CHUNKS claims per iteration (load balance), ≥ 32 rows each (counter
+    traffic)."""
+    return max(32, -(-k // REGION_CHUNKS))
+
+
+def run_nash_md_threads(log_pi, pi, log_ref, pref, etas, tau, threads):
+    """Nash-MD block (exact payoffs) on ``threads`` threads, context by context; same bits as
+    ``_run_block``. log_pi, pi: [X, K] (updated in place); log_ref: [X, K]; pref: [X, K, K]."""
+    import threading
+
+    n_iter = etas.shape[0]
+    if n_iter == 0:
+        return
+    n_ctx, k = log_pi.shape
+    chunk_rows = nash_md_chunk_rows(k)
+    for x in range(n_ctx):
+        log_buffers = np.empty((2, k))
+        log_buffers[0] = log_pi[x]
+        counters = np.zeros(16, dtype=np.int64)
+        args = (log_buffers, log_ref[x], pref[x], etas, tau, counters, chunk_rows)
+        helpers = [threading.Thread(target=_nash_md_participant, args=args, daemon=True)
+                   for _ in range(threads - 1)]
+        for helper in helpers:
+            helper.start()
+        _nash_md_participant(*args)
+        for helper in helpers:
+            helper.join()
+        _nash_md_finish(log_buffers, n_iter, log_pi[x], pi[x])
+
+
+def nash_md_threads_compile_args(log_pi, pi, log_ref, pref, etas, tau):
+    """(kernel, example arguments) pairs that ``run_nash_md_threads`` calls, for compiling them
+    (or loading them from the cache) before a run's clock starts."""
+    k = log_pi.shape[1]
+    log_buffers = np.zeros((2, k))
+    return [
+        (_nash_md_participant, (log_buffers, log_ref[0], pref[0], etas[:1], tau,
+                                np.zeros(16, dtype=np.int64), nash_md_chunk_rows(k))),
+        (_nash_md_finish, (log_buffers, 1, log_pi[0], pi[0])),
+    ]

@@ -94,16 +94,17 @@ def _projection_table(values, probs, gamma, v_min, v_max, delta, m):
     return lower, weight_lower, weight_upper
 
 
-@njit(cache=True)
-def _project_rows_table(mixed, lower, weight_lower, weight_upper):
+@njit(cache=True, nogil=True)
+def _project_rows_table_into(mixed, lower, weight_lower, weight_upper, out):
     """out[sa] = Σ_k Π_C (b_{r_k,γ})_# mixed[sa] with the tables of ``_projection_table``.
 
-    mixed: [SA, M] (signed). Same sums in the same order as ``_project_rows``; the only arithmetic
-    difference is p·(1 − f)·w versus p·w·(1 − f) (one rounding, ≤ 1 ulp per term). Returns [SA, M].
+    mixed: [SA, M] (signed); out: [SA, M], overwritten. Same sums in the same order as
+    ``_project_rows``; the only arithmetic difference is p·(1 − f)·w versus p·w·(1 − f) (one
+    rounding, ≤ 1 ulp per term). Releases the GIL, so row blocks can run on Python threads.
     """
     n_rows, m = mixed.shape
     n_out = lower.shape[1]
-    out = np.zeros((n_rows, m))
+    out[:, :] = 0.0
     for row in range(n_rows):
         for k in range(n_out):
             for j in range(m):
@@ -111,6 +112,13 @@ def _project_rows_table(mixed, lower, weight_lower, weight_upper):
                 lo = lower[row, k, j]
                 out[row, lo] += w * weight_lower[row, k, j]
                 out[row, lo + 1] += w * weight_upper[row, k, j]
+
+
+@njit(cache=True)
+def _project_rows_table(mixed, lower, weight_lower, weight_upper):
+    """``_project_rows_table_into`` into a new [SA, M] array."""
+    out = np.empty(mixed.shape)
+    _project_rows_table_into(mixed, lower, weight_lower, weight_upper, out)
     return out
 
 
