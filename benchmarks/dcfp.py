@@ -82,7 +82,7 @@ def sample_sweep(config: BenchConfig, name: str, mrp, ref) -> list[dict]:
                          m=m, error=float(np.mean(errs)), error_sd=float(np.std(errs)),
                          estimation_error=estimation[-1], floor=floor, bound=np.nan,
                          slope=np.nan, wall_s=float(np.mean(walls))))
-    slope = loglog_slope(np.array(ns, dtype=float), np.array(estimation))
+    slope = loglog_slope(np.array(ns, dtype=float), np.array(estimation), too_few="nan")
     holds = bool(np.isfinite(slope) and abs(slope + 0.5) <= SLOPE_TOLERANCE)
     rows.append(dict(algorithm="DCFP", problem=name, claim=CLAIM_SLOPE, holds=holds,
                      sweep="N slope", N=np.nan, m=m, error=np.nan, error_sd=np.nan, floor=floor,

@@ -59,7 +59,7 @@ def run(config: BenchConfig) -> pd.DataFrame:
                      "KL_p(π*‖π^α_t) ≤ 9HQ²/(α²(t+1)) at every checkpoint (Theorem B.2)")
             # fit from t ≥ 10 on, excluding points at the float64 floor (no rate information)
             late = t >= 10
-            slope = loglog_slope(t[late] + 1.0, tracked[late], floor=1e-13)
+            slope = loglog_slope(t[late] + 1.0, tracked[late], floor=1e-13, too_few="nan")
             rows.append({
                 "algorithm": algorithm,
                 "problem": name,

@@ -65,7 +65,7 @@ def _row(name, problem, game, tau, result, bound=None, holds=None, average=False
     kl_key, gap_key = ("kl_average", "exploitability_average") if average else ("kl", "exploitability")
     iterations = result.metric("iteration")
     kl = result.metric(kl_key)
-    slope = loglog_slope(iterations, kl, floor=1e-13) if len(kl) >= 3 else float("nan")
+    slope = loglog_slope(iterations, kl, floor=1e-13, too_few="nan") if len(kl) >= 3 else float("nan")
     return {
         "algorithm": name,
         "problem": problem,

@@ -72,6 +72,8 @@ def chain(n_states: int = 5, gamma: float = 0.9, forward: float = 0.9) -> Markov
 
     Returns:
       MarkovRewardProcess with P [S, S], reward [S, S] (reward[x, :] = 1{x = S−1}).
+
+    Valid range: n_states ≥ 2 (an int); gamma in [0, 1); forward in (0, 1].
     """
     S = check_int("n_states", n_states, low=2)
     check_size_budget("n_states", S, memory_bytes=3 * 8 * float(S) ** 2)  # dense P, reward
@@ -93,6 +95,9 @@ def random_mrp(
     """Random MRP: rows of P ~ Dirichlet(concentration·1), rewards r(x) ~ U[0, 1] (seeded).
 
     Small ``concentration`` gives near-deterministic transitions, large gives diffuse ones.
+
+    Valid range: n_states ≥ 1 (an int, S² within memory); concentration > 0 (finite); gamma in [0,
+    1).
     """
     S = check_int("n_states", n_states, low=1)
     check_size_budget("n_states", S, memory_bytes=3 * 8 * float(S) ** 2)  # dense P, reward
@@ -108,17 +113,26 @@ def random_mrp(
 
 
 def low_random(n_states: int = 10, gamma: float = 0.9, seed: int = 0) -> MarkovRewardProcess:
-    """Low random: rows of P ~ Dirichlet(0.1·1) (low transition randomness), r(x) ~ U[0, 1]."""
+    """Low random: rows of P ~ Dirichlet(0.1·1) (low transition randomness), r(x) ~ U[0, 1].
+
+    Valid range: n_states ≥ 1 (an int, S² within memory); gamma in [0, 1).
+    """
     return random_mrp(n_states, 0.1, gamma=gamma, seed=seed)
 
 
 def high_random(n_states: int = 10, gamma: float = 0.9, seed: int = 0) -> MarkovRewardProcess:
-    """High random: rows of P ~ Dirichlet(1·1) (high transition randomness), r(x) ~ U[0, 1]."""
+    """High random: rows of P ~ Dirichlet(1·1) (high transition randomness), r(x) ~ U[0, 1].
+
+    Valid range: n_states ≥ 1 (an int, S² within memory); gamma in [0, 1).
+    """
     return random_mrp(n_states, 1.0, gamma=gamma, seed=seed)
 
 
 def two_state(gamma: float = 0.9, stay: float = 0.5) -> MarkovRewardProcess:
-    """Two-state MRP of the paper's Fig. 2: r = (1, 0), P = [[stay, 1−stay], [1−stay, stay]]."""
+    """Two-state MRP of the paper's Fig. 2: r = (1, 0), P = [[stay, 1−stay], [1−stay, stay]].
+
+    Valid range: gamma in [0, 1); stay in [0, 1].
+    """
     gamma = check_scalar("gamma", gamma, low=0.0, high=1.0, high_inclusive=False)
     stay = check_scalar("stay", stay, low=0.0, high=1.0)
     P = np.array([[stay, 1.0 - stay], [1.0 - stay, stay]])
@@ -148,7 +162,11 @@ def _grid(lo: float, hi: float, m: int) -> np.ndarray:
 
 def global_support(mrp, m: int) -> np.ndarray:
     """Atoms [M] evenly spaced on [min(r_min, 0)/(1−γ), max(r_max, 0)/(1−γ)] ([0, 1/(1−γ)] for
-    rewards in [0, 1] with some reward 1): the global return range of Rowland et al. 2024."""
+    rewards in [0, 1] with some reward 1): the global return range of Rowland et al. 2024.
+
+    Valid range: m ≥ 2 (an int, within memory); the MRP's returns must have a finite span (max|r|/(1
+    − γ) ≤ 1e300).
+    """
     mrp = _check_mrp(mrp)
     m = check_int("m", m, low=2)
     check_size_budget("m", m, memory_bytes=8.0 * m)
@@ -185,7 +203,11 @@ def return_bounds(mrp, tol: float = 1e-12) -> tuple[np.ndarray, np.ndarray]:
 
 
 def environment_support(mrp, m: int) -> np.ndarray:
-    """Atoms [M] evenly spaced on [min_x L(x), max_x U(x)], the exact return range of ``mrp``."""
+    """Atoms [M] evenly spaced on [min_x L(x), max_x U(x)], the exact return range of ``mrp``.
+
+    Valid range: m ≥ 2 (an int, within memory); the MRP's returns must have a finite span (max|r|/(1
+    − γ) ≤ 1e300).
+    """
     mrp = _check_mrp(mrp)
     m = check_int("m", m, low=2)
     check_size_budget("m", m, memory_bytes=8.0 * m)

@@ -27,7 +27,8 @@ beyond), :func:`tree_game` (deterministic transitions: token-level single-turn R
 :func:`education_dialogue` and :func:`car_dealer` (see their docstrings).
 
 Valid range: sizes ≥ 1 whose layered arrays fit the memory budget (tree games: A^H ≤ 4096;
-layered games: X·F² ≤ ``MAX_PREFERENCE_ENTRIES``), probabilities in [0, 1], ``with_reward`` a bool.
+layered games: X·F² ≤ ``MAX_PREFERENCE_ENTRIES`` and at most ``MAX_TRANSITION_ENTRIES`` transition
+entries), probabilities in [0, 1], ``with_reward`` a bool; each generator's docstring states its own.
 Outside it ``ValueError`` names the argument.
 """
 
@@ -62,6 +63,10 @@ __all__ = [
 ANTISYMMETRY_TOLERANCE = 1e-9
 # Dense per-context preference blocks: cap the generators at 5·10^7 entries (400 MB of float64).
 MAX_PREFERENCE_ENTRIES = 50_000_000
+# Transition entries (state–action pairs × branching) of a random layered game: 2·10⁷ entries are
+# ~1 GB of arrays and validation temporaries and take seconds to draw and check; the largest game
+# the benchmarks use has 3·10⁶.
+MAX_TRANSITION_ENTRIES = 20_000_000
 
 
 def _readonly_int(name: str, value: Any, ndim: int = 1) -> np.ndarray:
@@ -101,6 +106,12 @@ class DialogueGame:
         antisymmetric (P + Pᵀ = 1).
       final_reward: [F] or None, r(x_{H+1}).
       name: a label.
+
+    Valid range: no numeric arguments except num_actions ≥ 1 (an int, equal to the number of columns
+    of reference); arrays must describe one consistent layered game (the layout of the module
+    docstring: row-stochastic transition_probs and reference with full support, antisymmetric
+    preference blocks within 1e-9, final_reward finite). Anything else raises ValueError naming the
+    field.
     """
 
     context_probs: np.ndarray
@@ -140,9 +151,13 @@ class DialogueGame:
         if np.any(ctx[:X] != np.arange(X)):
             raise ValueError("state_context must map initial state c to context c")
         setattr_(self, "state_context", ctx)
-        ref = check_distribution(
-            "reference", self.reference, shape=(n_dec, A), full_support=True, copy=True
-        )
+        ref = as_float_array("reference", self.reference, ndim=2)
+        if ref.shape[1] != A:
+            raise ValueError(
+                f"num_actions={A} does not match reference, whose rows have {ref.shape[1]} "
+                f"actions (reference must have shape (N_dec, num_actions) = ({n_dec}, {A}))"
+            )
+        ref = check_distribution("reference", ref, shape=(n_dec, A), full_support=True, copy=True)
         setattr_(self, "reference", _readonly(ref))
         starts = _readonly_int("transition_starts", self.transition_starts)
         if starts.size != n_dec * A + 1 or starts[0] != 0 or np.any(np.diff(starts) <= 0):
@@ -187,13 +202,21 @@ class DialogueGame:
             )
         if np.any(pref < 0) or np.any(pref > 1):
             raise ValueError(f"preference_values must lie in [0, 1], got {pref.min()}..{pref.max()}")
-        offset = 0
-        for size in sizes:
-            block = pref[offset : offset + size * size].reshape(size, size)
-            worst = float(np.max(np.abs(block + block.T - 1.0)))
-            if worst > ANTISYMMETRY_TOLERANCE:
-                raise ValueError(f"preference must be antisymmetric (P + Pᵀ = 1), off by {worst:.3g}")
-            offset += size * size
+        # blocks of equal size are checked together (a Python loop per context took seconds
+        # for 10⁵ contexts), in chunks of ≤ 2²² entries
+        offsets = np.concatenate([[0], np.cumsum(sizes**2)])[:-1]
+        for size in np.unique(sizes):
+            size = int(size)
+            owners = offsets[sizes == size]
+            step = max(1, 2**22 // (size * size))
+            for lo in range(0, owners.size, step):
+                index = owners[lo : lo + step, None] + np.arange(size * size)[None, :]
+                block = pref[index].reshape(-1, size, size)
+                worst = float(np.max(np.abs(block + block.transpose(0, 2, 1) - 1.0)))
+                if worst > ANTISYMMETRY_TOLERANCE:
+                    raise ValueError(
+                        f"preference must be antisymmetric (P + Pᵀ = 1), off by {worst:.3g}"
+                    )
         setattr_(self, "preference_values", _readonly(pref))
         if self.final_reward is not None:
             reward = as_float_array("final_reward", self.final_reward, shape=(F,))
@@ -267,10 +290,11 @@ class DialogueGame:
 # --------------------------------------------------------------------------------------------
 
 
-def _antisymmetric_random(rng: np.random.Generator, size: int) -> np.ndarray:
-    """P = (1 + U − Uᵀ)/2 with U ~ Uniform[0,1]^{F×F}: antisymmetric, in [0, 1]."""
-    upper = rng.random((size, size))
-    return 0.5 * (1.0 + upper - upper.T)
+def _antisymmetric_random(rng: np.random.Generator, size: int, count: int = 1) -> np.ndarray:
+    """[count, F, F] blocks P = (1 + U − Uᵀ)/2 with U ~ Uniform[0,1]^{F×F}: antisymmetric, in
+    [0, 1]. One draw of count·F² uniforms: the same stream as ``count`` draws of F²."""
+    upper = rng.random((count, size, size))
+    return 0.5 * (1.0 + upper - upper.transpose(0, 2, 1))
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -306,6 +330,12 @@ def random_layered_game(
 
     State–action pairs: X·A·(1 + (H−1)·states_per_layer); e.g. X=4, H=5, S=25 000, A=10 gives
     about 10^6.
+
+    Valid range: num_contexts, horizon, states_per_layer, num_actions, branching and final_states
+    are ints ≥ 1 (final_states None: states_per_layer); num_contexts·F² ≤ MAX_PREFERENCE_ENTRIES =
+    5·10⁷ dense preference entries (F = final states per context) and num_contexts·(1 +
+    states_per_layer·(horizon − 1))·num_actions·branching ≤ MAX_TRANSITION_ENTRIES = 2·10⁷
+    transition entries; reference 'uniform' or 'random'; with_reward a bool.
     """
     X = check_int("num_contexts", num_contexts, low=1)
     H = check_int("horizon", horizon, low=1)
@@ -326,6 +356,14 @@ def random_layered_game(
     pairs = float(X) * (1 + float(S) * (H - 1)) * A
     culprit, value = max((("horizon", H), ("num_actions", A), ("branching", B)), key=lambda t: t[1])
     check_size_budget(culprit, value, memory_bytes=6 * 8 * pairs * B)
+    if pairs * B > MAX_TRANSITION_ENTRIES:
+        sizes = {"num_contexts": X, "horizon": H, "states_per_layer": S, "num_actions": A,
+                 "branching": B}
+        raise ValueError(
+            f"{culprit} too large: num_contexts·(1 + states_per_layer·(horizon − 1))·num_actions·"
+            f"branching = {pairs * B:.3g} transition entries, above the generator's limit of "
+            f"{MAX_TRANSITION_ENTRIES:.0e} (got {', '.join(f'{k}={v}' for k, v in sizes.items())})"
+        )
     rng = as_generator("seed", seed)
     sizes = [X] + [X * S] * (H - 1) + [X * F]
     layer_starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
@@ -346,14 +384,13 @@ def random_layered_game(
     ref = _reference(rng, n_dec, A, reference)
     reward = None
     blocks = []
+    # all contexts at once (one draw of X·F² uniforms is the same stream as X draws of F²)
     if with_reward:
         reward = rng.random(X * F)
-        for c in range(X):
-            r = reward[c * F : (c + 1) * F]
-            blocks.append(_sigmoid(r[:, None] - r[None, :]).ravel())
+        r = reward.reshape(X, F)
+        blocks.append(_sigmoid(r[:, :, None] - r[:, None, :]).ravel())
     else:
-        for _ in range(X):
-            blocks.append(_antisymmetric_random(rng, F).ravel())
+        blocks.append(_antisymmetric_random(rng, F, X).ravel())
     return DialogueGame(
         context_probs=rng.dirichlet(np.ones(X)) * 0.5 + 0.5 / X,
         layer_starts=layer_starts,
@@ -376,13 +413,13 @@ def _tree_layout(X: int, H: int, A: int):
     sizes = [X * n for n in per_layer]
     layer_starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     state_context = np.concatenate([np.repeat(np.arange(X), n) for n in per_layer])
-    nxt = []
-    for h in range(H):
-        for c in range(X):
-            for i in range(per_layer[h]):
-                base = layer_starts[h + 1] + c * per_layer[h + 1] + i * A
-                nxt.extend(range(base, base + A))
-    return layer_starts, state_context, np.array(nxt, dtype=np.int64)
+    # the m-th state of layer h (m = c·A^h + i) has children m·A + a of layer h + 1
+    nxt = [
+        (layer_starts[h + 1] + np.arange(sizes[h], dtype=np.int64)[:, None] * A
+         + np.arange(A, dtype=np.int64)[None, :]).ravel()
+        for h in range(H)
+    ]
+    return layer_starts, state_context, np.concatenate(nxt)
 
 
 def tree_game(
@@ -395,7 +432,12 @@ def tree_game(
 ) -> DialogueGame:
     """Deterministic tree game (Remark 3.3: token-level single-turn RL): state = action prefix,
     x_{h+1} = x_h · y_h with probability 1; final states are the A^H sequences of each context;
-    preference blocks ``(1 + U − Uᵀ)/2``."""
+    preference blocks ``(1 + U − Uᵀ)/2``.
+
+    Valid range: num_contexts, horizon, num_actions ints ≥ 1 with num_actions**horizon ≤ 4096 (dense
+    F×F preference per context) and the num_contexts copies within the memory budget; reference
+    'uniform' or 'random'.
+    """
     X = check_int("num_contexts", num_contexts, low=1)
     H = check_int("horizon", horizon, low=1)
     A = check_int("num_actions", num_actions, low=1)
@@ -420,7 +462,7 @@ def tree_game(
         transition_next=nxt,
         transition_probs=np.ones(n_dec * A),
         final_starts=np.arange(0, X * F + 1, F),
-        preference_values=np.concatenate([_antisymmetric_random(rng, F).ravel() for _ in range(X)]),
+        preference_values=_antisymmetric_random(rng, F, X).ravel(),
         name=f"tree(X={X},H={H},A={A})",
     )
 
@@ -472,6 +514,10 @@ def education_dialogue(
         rock–paper–scissors matrix (talk beats do, do beats ask, ask beats talk). The γ term is
         intransitive, so no Bradley–Terry reward reproduces P exactly when γ = ``cycle_weight`` > 0.
         The preference is antisymmetric by construction.
+
+    Valid range: horizon an int in [1, 3] ((2A)^H = 1000 final states at H = 3); num_topics ≥ 1
+    within the work budget; match_prob, mismatch_prob, check_prob, repeat_penalty and cycle_weight
+    in [0, 1]; sharpness ≥ 0 (finite).
     """
     H = check_int("horizon", horizon, low=1, high=3)  # (2A)^H final states; H=3 gives 1000
     X = check_int("num_topics", num_topics, low=1)
@@ -528,6 +574,8 @@ def education_dialogue(
                     prev = acts[-1] if h else -1
                     for a in range(A):
                         q = sum(post[k] * positive_prob(types[k], a, prev) for k in range(len(types)))
+                        # a convex combination of probabilities in [0, 1] may round to 1 + 1e-16
+                        q = min(max(q, 0.0), 1.0)
                         base = (s * A + a) * R
                         child = layer_starts[h + 1] + c * per_layer[h + 1] + index * A * R + a * R
                         nxt[base : base + R] = [child, child + 1]
@@ -602,6 +650,9 @@ def car_dealer(
         sold-at-k and walked-away states are absorbing (every action keeps them).
       * Final states per segment: "sold at k" (k < K), "no sale" and "still negotiating after H
         turns" (no sale). reward = sale price (0 without a sale); preference σ(r₁ − r₂).
+
+    Valid range: horizon ≥ 1 and num_segments ≥ 1 (ints, within the work budget); prices ≥ 2
+    strictly increasing non-negative values; leave_prob in [0, 1].
     """
     H = check_int("horizon", horizon, low=1)
     price = as_float_array("prices", prices, ndim=1, nonnegative=True)

@@ -94,6 +94,9 @@ class TabularMDP:
       gamma: discount γ ∈ [0, 1).
       initial: [S] initial-state distribution (default uniform).
       reward_probs: None, or [S, A, K] probabilities of the reward values in ``reward``.
+
+    Valid range: gamma in [0, 1); P [S, A, S] row-stochastic; reward [S, A] or [S, A, S] finite;
+    initial [S] a distribution or None; reward_probs as the class docstring says.
     """
 
     P: Any
@@ -260,6 +263,9 @@ class MarkovRewardProcess:
       reward: [S, S] deterministic reward r(s, s') on each transition.
       gamma: discount γ ∈ [0, 1).
       initial: [S] initial distribution (default uniform).
+
+    Valid range: gamma in [0, 1); P [S, S] row-stochastic; reward [S, S] finite; initial [S] a
+    distribution or None.
     """
 
     P: Any
@@ -310,7 +316,11 @@ class MarkovRewardProcess:
 
 
 def check_policy(mdp: TabularMDP, pi, name: str = "pi") -> np.ndarray:
-    """Validate a policy [S, A] for ``mdp`` (rows are probability vectors); returns float64."""
+    """Validate a policy [S, A] for ``mdp`` (rows are probability vectors); returns float64.
+
+    Valid range: no numeric arguments; pi must be [S, A] row-stochastic for the MDP (name labels the
+    error message).
+    """
     if not isinstance(mdp, TabularMDP):
         raise ValueError(f"mdp must be a TabularMDP, got {type(mdp).__name__}")
     return check_distribution(name, pi, shape=(mdp.n_states, mdp.n_actions))
@@ -323,13 +333,19 @@ def _check_mdp(mdp: Any) -> TabularMDP:
 
 
 def uniform_policy(mdp: TabularMDP) -> np.ndarray:
-    """π(a|s) = 1/A, shape [S, A]."""
+    """π(a|s) = 1/A, shape [S, A].
+
+    Valid range: no numeric arguments; mdp a TabularMDP.
+    """
     mdp = _check_mdp(mdp)
     return np.full((mdp.n_states, mdp.n_actions), 1.0 / mdp.n_actions)
 
 
 def random_policy(mdp: TabularMDP, seed, concentration: float = 1.0) -> np.ndarray:
-    """A Dirichlet(concentration) random policy [S, A]; concentration > 0 (any finite value)."""
+    """A Dirichlet(concentration) random policy [S, A]; concentration > 0 (any finite value).
+
+    Valid range: concentration > 0 (finite; the Dirichlet parameter).
+    """
     mdp = _check_mdp(mdp)
     rng = as_generator("seed", seed)
     concentration = check_scalar("concentration", concentration, low=0.0, low_inclusive=False)
@@ -337,7 +353,10 @@ def random_policy(mdp: TabularMDP, seed, concentration: float = 1.0) -> np.ndarr
 
 
 def greedy_policy(q) -> np.ndarray:
-    """Deterministic greedy policy [S, A] from action values q [S, A] (ties → lowest index)."""
+    """Deterministic greedy policy [S, A] from action values q [S, A] (ties → lowest index).
+
+    Valid range: no numeric arguments; q [S, A] finite.
+    """
     q = as_float_array("q", q, ndim=2)
     pi = np.zeros_like(q)
     pi[np.arange(q.shape[0]), np.argmax(q, axis=1)] = 1.0
@@ -345,7 +364,10 @@ def greedy_policy(q) -> np.ndarray:
 
 
 def epsilon_greedy_policy(pi, epsilon: float) -> np.ndarray:
-    """(1 − ε) π + ε · uniform, shape [S, A]."""
+    """(1 − ε) π + ε · uniform, shape [S, A].
+
+    Valid range: epsilon in [0, 1]; pi [S, A] row-stochastic.
+    """
     pi = check_distribution("pi", pi, ndim=2)
     epsilon = check_scalar("epsilon", epsilon, low=0.0, high=1.0)
     return (1.0 - epsilon) * pi + epsilon / pi.shape[1]
@@ -369,10 +391,16 @@ def garnet(
     Each (s, a) moves to ``branching`` distinct next states chosen uniformly without replacement,
     with probabilities given by the gaps of ``branching − 1`` sorted uniforms. Rewards are
     Uniform[0, reward_scale): per (s, a) ([S, A]) or per transition ([S, A, S]).
+
+    Valid range: n_states ≥ 1, n_actions ≥ 1 and 1 ≤ branching ≤ n_states (ints) with S²·A within
+    the memory budget; gamma in [0, 1); reward_scale ≥ 0 (finite); reward_kind one of the listed
+    kinds.
     """
     S = check_int("n_states", n_states, low=1)
     A = check_int("n_actions", n_actions, low=1)
-    b = check_int("branching", branching, low=1, high=S)
+    b = check_int("branching", branching, low=1)
+    if b > S:
+        raise ValueError(f"branching must be ≤ n_states = {S}, got branching={b}")
     # dense P [S, A, S] (and a transition reward of the same size); a Python loop over (s, a)
     check_size_budget("n_states" if S >= A else "n_actions", S if S >= A else A,
                       memory_bytes=2 * 8 * float(S) ** 2 * A, work=1e3 * float(S) * A)
@@ -400,6 +428,8 @@ def chain_mdp(
     The intended move happens with probability 1 − slip, the opposite move with probability slip
     (moves are clipped at both ends). Reward ``reward`` for any action taken in the rightmost
     state, 0 elsewhere (per state–action). Initial state: the leftmost.
+
+    Valid range: n_states ≥ 2 (an int); gamma in [0, 1); slip in [0, 1]; reward any finite real.
     """
     S = check_int("n_states", n_states, low=2)
     check_size_budget("n_states", S, memory_bytes=2 * 8 * 2 * float(S) ** 2)
@@ -425,6 +455,8 @@ def two_state_mdp(
     """Two states, two actions: action 0 stays with probability ``stay`` (else switches), action 1
     switches with probability ``stay`` (else stays). Reward rewards[s] for any action in state s
     (per state–action). Initial state: 0.
+
+    Valid range: gamma in [0, 1); stay in [0, 1]; rewards two finite reals.
     """
     stay = check_scalar("stay", stay, low=0.0, high=1.0)
     r = as_float_array("rewards", rewards, shape=(2,))

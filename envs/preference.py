@@ -79,6 +79,9 @@ class PreferenceGame:
 
     Arrays are copied to float64, C-contiguous and read-only at construction, so a game cannot be
     mutated after validation. Anything invalid raises ``ValueError`` naming the field.
+
+    Valid range: no numeric arguments; pref [K, K] or [X, K, K] in [0, 1] with P + Pᵀ = 1; ref [K]
+    (or [X, K]) a distribution with full support; context_weights [X] a distribution or None.
     """
 
     pref: np.ndarray
@@ -201,6 +204,9 @@ def dice(ref: Any = None) -> PreferenceGame:
 
     Args:
       ref: μ [3]; uniform when omitted.
+
+    Valid range: no numeric arguments; ref a full-support distribution over the 3 dice or None
+    (uniform).
     """
     faces = np.array([[2, 4, 9], [1, 6, 8], [3, 5, 7]], dtype=np.float64)
     return PreferenceGame(_preference_from_dice(faces), _uniform_or(ref, 3), name="dice")
@@ -211,6 +217,9 @@ def rock_paper_scissors(ref: Any = None) -> PreferenceGame:
 
     Args:
       ref: μ [3]; uniform when omitted.
+
+    Valid range: no numeric arguments; ref a full-support distribution over the 3 actions or None
+    (uniform).
     """
     pref = np.full((3, 3), 0.5)
     for winner, loser in ((1, 0), (2, 1), (0, 2)):
@@ -232,6 +241,9 @@ def three_type_cycle(eps: float, ref: Any = None) -> PreferenceGame:
     Args:
       eps: ε in [−2/3, 1/3], so that all three shares are in [0, 1] (the paper uses |ε| ≤ 1/3).
       ref: μ [3]; uniform when omitted.
+
+    Valid range: eps in [−2/3, 1/3] (the preference stays in [0, 1]); ref a full-support
+    distribution or None.
     """
     eps = check_scalar("eps", eps, low=-2.0 / 3.0, high=1.0 / 3.0)
     a, b, c = 1.0 / 3.0 - eps, 1.0 / 3.0 + eps / 2.0, 1.0 / 3.0 + eps / 2.0
@@ -257,6 +269,9 @@ def bradley_terry(rewards: Any, ref: Any = None) -> PreferenceGame:
 
     The unregularised Nash equilibrium is the point mass on argmax r (the Condorcet winner), and
     for a single context the KL-regularised RLHF optimum is μ·exp(r/τ)/Z.
+
+    Valid range: no numeric arguments; rewards [K] finite (any magnitude: P = σ(r_i − r_j) is
+    computed stably); ref a full-support distribution or None (uniform).
     """
     r = as_float_array("rewards", rewards, ndim=(1, 2))
     if r.shape[-1] == 0:
@@ -307,6 +322,8 @@ def random_game(K: int, seed: Any = 0, kind: str = "mixture", ref: str = "unifor
       kind: one of :data:`GAME_KINDS`.
       ref: ``"uniform"`` (μ uniform) or ``"dirichlet"`` (μ ~ Dirichlet(1) floored at 1e-3/K and
         renormalised, drawn after the preferences from the same generator).
+
+    Valid range: K ≥ 1 (an int, K² within memory); kind and ref among the listed choices.
     """
     K = check_int("K", K, low=1)
     # a few dense [K, K] float64 temporaries while drawing
@@ -331,6 +348,9 @@ def random_contextual_game(
 
     Returns:
       A game with ``pref`` [X, K, K] and ``ref`` [X, K].
+
+    Valid range: X ≥ 1 and K ≥ 1 (ints) with X·K² within memory; kind and ref among the listed
+    choices.
     """
     X = check_int("X", X, low=1)
     K = check_int("K", K, low=1)

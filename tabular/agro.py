@@ -77,15 +77,28 @@ def _score(probs, samples):
 
 
 def agro_optimal_policy(reward, ref, beta) -> np.ndarray:
-    """π* ∝ π_ref exp(r/β) (arXiv 2503.19612, Theorem 1), [K]."""
+    """π* ∝ π_ref exp(r/β) (arXiv 2503.19612, Theorem 1), [K].
+
+    Valid range: ``beta`` β > 0, any finite value (β in [1e-6, 1e6] tested; r/β is shifted by max r
+    so it cannot overflow); ``reward`` finite; ``ref`` full support. Outside it, ``ValueError``
+    naming the argument.
+    """
     reward = as_float_array("reward", reward, ndim=1)
     ref = check_distribution("ref", ref, shape=reward.shape, full_support=True)
     beta = check_scalar("beta", beta, low=0.0, low_inclusive=False)
-    return softmax(np.log(ref) + reward / beta)
+    # shifted by max r (softmax is shift-invariant) so that r/β cannot overflow to inf − inf
+    with np.errstate(over="ignore"):  # −inf entries: exp gives the exact 0
+        logits = np.log(ref) + (reward - reward.max()) / beta
+    return softmax(logits)
 
 
 def regularized_reward(logits, reward, ref, beta) -> np.ndarray:
-    """R̃_θ(y) = r(y) − β log(π_θ(y)/π_ref(y)) (AGRO Theorem 1), [K]."""
+    """R̃_θ(y) = r(y) − β log(π_θ(y)/π_ref(y)) (AGRO Theorem 1), [K].
+
+    Valid range: ``beta`` β > 0 (β in [1e-6, 1e6] tested; log π_θ from log-softmax, so it never
+    underflows); finite ``logits`` and ``reward``; ``ref`` full support. Outside it,
+    ``ValueError`` naming the argument.
+    """
     logits, reward, ref, beta = _check_problem(logits, reward, ref, beta)
     return reward - beta * (log_softmax(logits) - np.log(ref))
 
@@ -101,6 +114,10 @@ def agro_gradient(logits, reward, ref, beta, samples) -> np.ndarray:
       ref: [K] reference policy π_ref (full support).
       beta: KL coefficient β > 0.
       samples: [n] response indices (n ≥ 2), drawn from any sampling distribution μ.
+
+    Valid range: ``beta`` β > 0 (β in [1e-6, 1e6] tested); finite ``logits``/``reward``; ``ref``
+    full support; ``samples`` n ≥ 2 indices in [0, K). Outside it, ``ValueError`` naming the
+    argument.
 
     Returns:
       [K] gradient estimate with respect to θ (an ascent direction; its μ-expectation is
@@ -121,6 +138,8 @@ def naive_pg_gradient(logits, reward, ref, beta, samples) -> np.ndarray:
 
     ĝ = (1/n) Σ_i (r(y_i) − mean_{j≠i} r(y_j) − β log(π/π_ref)(y_i)) (e_{y_i} − π). Unbiased for
     ∇[E_π r − β KL(π‖π_ref)] only when the samples come from π. Shapes as ``agro_gradient``.
+
+    Valid range: as :func:`agro_gradient`: ``beta`` β > 0 (1e-6 … 1e6 tested), ``samples`` n ≥ 2.
     """
     logits, reward, ref, beta = _check_problem(logits, reward, ref, beta)
     samples = _check_samples(samples, logits.shape[0], low=2)
@@ -149,6 +168,9 @@ def agro_expected_gradient(logits, reward, ref, beta, sampling) -> np.ndarray:
     """E_{y_{1:n}∼μ}[AGRO estimate] = Σ_y μ(y)(R̃(y) − E_μ R̃)(e_y − π), for any n ≥ 2 (derived).
 
     Args: as ``agro_gradient``, with ``sampling`` the [K] sampling distribution μ. Returns [K].
+
+    Valid range: ``beta`` β > 0 (1e-6 … 1e6 tested); ``sampling`` any distribution (zeros
+    allowed). Outside it, ``ValueError`` naming the argument.
     """
     logits, reward, ref, beta = _check_problem(logits, reward, ref, beta)
     sampling = check_distribution("sampling", sampling, shape=logits.shape)
@@ -156,19 +178,35 @@ def agro_expected_gradient(logits, reward, ref, beta, sampling) -> np.ndarray:
 
 
 def naive_pg_expected_gradient(logits, reward, ref, beta, sampling) -> np.ndarray:
-    """E_{y_{1:n}∼μ}[naive PG estimate] = Σ_y μ(y)(r(y) − E_μ r − β log(π/π_ref)(y))(e_y − π). [K]."""
+    """E_{y_{1:n}∼μ}[naive PG estimate] = Σ_y μ(y)(r(y) − E_μ r − β log(π/π_ref)(y))(e_y − π). [K].
+
+    Valid range: ``beta`` β > 0 (1e-6 … 1e6 tested); ``sampling`` any distribution (zeros
+    allowed). Outside it, ``ValueError`` naming the argument.
+    """
     logits, reward, ref, beta = _check_problem(logits, reward, ref, beta)
     sampling = check_distribution("sampling", sampling, shape=logits.shape)
     return _naive_direction(softmax(logits), reward, ref, beta, sampling, log_softmax(logits))
 
 
 def pairwise_consistency_loss(logits, reward, ref, beta, sampling) -> float:
-    """L(θ) = (1/(4β)) Σ_{y,y'} μ(y)μ(y') (R̃_θ(y) − R̃_θ(y'))² = Var_μ(R̃_θ)/(2β) (arXiv 2503.19612)."""
+    """L(θ) = (1/(4β)) Σ_{y,y'} μ(y)μ(y') (R̃_θ(y) − R̃_θ(y'))² = Var_μ(R̃_θ)/(2β) (arXiv 2503.19612).
+
+    Valid range: ``beta`` β > 0 (1e-6 … 1e6 tested) with the loss finite in float64 (a spread of
+    R̃ so large that Var/(2β) > 1.8e308, e.g. β = 5e-324, raises ``ValueError`` naming beta);
+    ``sampling`` any distribution. Outside it, ``ValueError`` naming the argument.
+    """
     logits, reward, ref, beta = _check_problem(logits, reward, ref, beta)
     sampling = check_distribution("sampling", sampling, shape=logits.shape)
     regularized = reward - beta * (log_softmax(logits) - np.log(ref))
     differences = regularized[:, None] - regularized[None, :]
-    return float(np.sum(sampling[:, None] * sampling[None, :] * differences**2) / (4.0 * beta))
+    with np.errstate(over="ignore", invalid="ignore"):
+        loss = float(np.sum(sampling[:, None] * sampling[None, :] * differences**2) / (4.0 * beta))
+    if not np.isfinite(loss):
+        raise ValueError(
+            f"the loss Var_μ(R̃)/(2β) overflows float64 for beta={beta!r}: the spread of the "
+            "regularised rewards is too large for this β (raise beta or rescale reward)"
+        )
+    return loss
 
 
 def _sample(rng, probs, n):
@@ -199,6 +237,16 @@ def train_agro(
     θ ← θ + η ĝ, with ĝ the expected update (``batch_size=None``, exact) or the sample estimate
     from ``batch_size`` generations per step.
 
+    Valid range: ``beta`` β in [1e-6, 1e6] tested (any β > 0 accepted: metrics are computed in log
+    space, so π* and π may underflow without a NaN or inf; β so small that spread(r)/β or
+    spread(r)²/(2β) exceeds 1e300 is refused, as the kl and loss metrics would overflow float64);
+    ``learning_rate`` η > 0 with η·β ≤
+    ``MAX_STEP_TIMES_BETA`` = 2 (larger steps overshoot and diverge: ``ValueError`` naming
+    learning_rate); ``iterations`` T ≥ 1 and ``batch_size`` n ≥ 2 (or None) with T·(n + K)
+    within the work budget of ``fixpoint_rl.envs.checks.check_size_budget``; ``replay_window``
+    ≥ 1; ``mixture_weight`` in [0, 1]; ``checkpoints`` ≥ 1; ``seed`` an int or Generator.
+    Outside it, ``ValueError`` naming the argument and value.
+
     Args:
       reward: [K] rewards; ref: [K] reference policy (full support); beta: β > 0.
       sampling: where generations come from — "on_policy" (π_θ), "reference" (π_ref), "replay"
@@ -208,10 +256,6 @@ def train_agro(
       iterations: T ≥ 1; learning_rate: η > 0 with η·β ≤ ``MAX_STEP_TIMES_BETA`` = 2 (larger
         steps overshoot and diverge; refused); batch_size: None (exact) or n ≥ 2.
       init_logits: [K] starting logits (default log π_ref).
-
-    Valid range: any β > 0 (tested from 1e-6 to 1e6: metrics are computed in log space, so π*
-    and π may underflow without a NaN or inf), η·β ≤ 2, T·(batch_size + K) within the work
-    budget of ``fixpoint_rl.envs.checks.check_size_budget``.
       checkpoints: number of metric checkpoints; seed: for the sampled mode.
 
     Returns:
@@ -256,7 +300,17 @@ def train_agro(
     checkpoints = check_int("checkpoints", checkpoints, low=1)
     check_size_budget("checkpoints", checkpoints, memory_bytes=8.0 * 16 * checkpoints)
     rng = as_generator("seed", seed)
-    log_optimum = log_softmax(np.log(ref) + reward / beta)
+    spread = float(reward.max() - reward.min())
+    with np.errstate(over="ignore"):
+        worst = max(spread / beta, spread * spread / (2.0 * beta))
+    if not worst <= 1e300:
+        # KL(π‖π*) reaches ≈ spread/β and the loss Var(R̃)/(2β) ≈ spread²/(2β): beyond float64
+        raise ValueError(
+            f"beta={beta!r} is too small for the reward spread {spread:.3g}: the kl and loss "
+            "metrics (≈ spread/β and spread²/(2β)) would overflow float64; raise beta"
+        )
+    with np.errstate(over="ignore"):  # shifted by max r: r/β cannot overflow to inf − inf
+        log_optimum = log_softmax(np.log(ref) + (reward - reward.max()) / beta)
     optimum = np.exp(log_optimum)
     direction = _agro_direction if estimator == "agro" else _naive_direction
     record = set(np.unique(np.linspace(0, iterations, checkpoints + 1).round().astype(int)).tolist())

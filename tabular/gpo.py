@@ -159,6 +159,9 @@ def preference_pair_weights(pref, coverage, context_probs=None):
     W[x, w, l] = 2·ν(x)·μ(w|x)·μ(l|x)·P(w ≻ l | x)   (draw y₁, y₂ ∼ μ i.i.d.; y₁ wins w.p. P;
     the triple (w, l) arises from (y₁, y₂) = (w, l) or (l, w), hence the 2).
 
+    Valid range: no numeric arguments; ``pref`` preference matrices (entries in [0, 1],
+    P + Pᵀ = 1), ``coverage`` and ``context_probs`` distributions (zeros allowed).
+
     Args:
       pref: [X, K, K]; coverage: [X, K] μ (zeros allowed: no coverage);
       context_probs: [X] ν, uniform when omitted.
@@ -175,6 +178,10 @@ def preference_pair_weights(pref, coverage, context_probs=None):
 
 def sample_preference_dataset(pref, coverage, num_samples, seed, context_probs=None):
     """Sample N labelled triples: x ∼ ν, y₁, y₂ ∼ μ(·|x) i.i.d., y₁ wins with probability P(y₁ ≻ y₂|x).
+
+    Valid range: ``num_samples`` N ≥ 1 with the 6·8·N bytes of the draws within the memory budget
+    of ``fixpoint_rl.envs.checks.check_size_budget`` (larger N refused up front with the
+    estimate); ``seed`` an int or Generator. Outside it, ``ValueError`` naming the argument.
 
     Args:
       pref: [X, K, K]; coverage: [X, K]; num_samples: N ≥ 1; seed: int or Generator;
@@ -220,16 +227,19 @@ def empirical_pair_weights(context, winner, loser, num_contexts, num_responses):
 
 def _check_triples(context, winner, loser, num_contexts, num_responses):
     arrays = []
-    for name, values, high in (
-        ("context", context, num_contexts),
-        ("winner", winner, num_responses),
-        ("loser", loser, num_responses),
+    for name, values, high, high_name in (
+        ("context", context, num_contexts, "num_contexts"),
+        ("winner", winner, num_responses, "num_responses"),
+        ("loser", loser, num_responses, "num_responses"),
     ):
         array = np.asarray(values)
         if array.ndim != 1 or array.size == 0 or array.dtype.kind not in "iu":
             raise ValueError(f"{name} must be a non-empty 1-D integer array, got {array!r:.80}")
         if array.min() < 0 or array.max() >= high:
-            raise ValueError(f"{name} must have entries in [0, {high - 1}], got {array.min()}..{array.max()}")
+            raise ValueError(
+                f"{name} must have entries in [0, {high_name} − 1 = {high - 1}], "
+                f"got {array.min()}..{array.max()}"
+            )
         arrays.append(array.astype(np.int64))
     if not len(arrays[0]) == len(arrays[1]) == len(arrays[2]):
         raise ValueError("context, winner and loser must have equal lengths")
@@ -272,6 +282,9 @@ def _loss_and_gradient(logits, log_ref, weights, beta, kind):
 
 def offline_regularizer(policy, ref, pair_weights):
     """The offline regulariser E_{(x,y,y')∼W}[ρ²] (GPO §4, the second-order term of E f(βρ)).
+
+    Valid range: no numeric arguments; ``policy`` and ``ref`` full-support distributions (π down
+    to 1e-300 stays finite: ρ is formed from logarithms), ``pair_weights`` ≥ 0.
 
     Args:
       policy: [X, K] π; ref: [X, K]; pair_weights: [X, K, K] (labels are irrelevant: ρ² is even).
@@ -361,6 +374,13 @@ def train_gpo(
 ):
     """Gradient descent on the population (or empirical) GPO loss: θ ← θ − η ∇L(θ).
 
+    Valid range: ``beta`` β in [1e-4, 1e4] tested (any β > 0 accepted while the loss of β·margin
+    stays finite); ``learning_rate`` η > 0 with η·β² ≤ 4 for a stable descent (the loss f(β·margin)
+    has curvature ∝ β² and the pair weights sum to 1; divergence was measured from η·β² = 8 on, and
+    a diverging run raises ``ValueError`` naming learning_rate); ``steps`` T ≥ 1 within the work
+    budget of ``fixpoint_rl.envs.checks.check_size_budget``; ``num_checkpoints`` C ≥ 2. Outside
+    it, ``ValueError`` naming the argument and value.
+
     Args:
       ref: [X, K] π_ref; pair_weights: [X, K, K] (population W or ``empirical_pair_weights``);
       beta: > 0; kind: a GPO kind; steps: T ≥ 1; learning_rate: η > 0;
@@ -388,14 +408,26 @@ def train_gpo(
     rows = []
     start = time.perf_counter()
     for t in range(steps + 1):
-        if t == marks[len(rows)] if len(rows) < len(marks) else False:
-            rows.append({"iteration": t, **_metrics_row(logits, log_ref, weights, beta, kind, nu, pref, target)})
-        if t == steps:
-            break
-        logits -= learning_rate * _loss_and_gradient(logits, log_ref, weights, beta, kind)[1]
+        try:
+            # overflow is detected (gpo_loss's own check, non-finite logits below) and named
+            with np.errstate(over="ignore", invalid="ignore"):
+                if t == marks[len(rows)] if len(rows) < len(marks) else False:
+                    rows.append({"iteration": t,
+                                 **_metrics_row(logits, log_ref, weights, beta, kind, nu, pref, target)})
+                if t == steps:
+                    break
+                logits -= learning_rate * _loss_and_gradient(logits, log_ref, weights, beta, kind)[1]
+        except ValueError as error:  # the loss of β·margin overflowed: only a diverging iterate gets there
+            if t == 0:
+                raise
+            raise ValueError(
+                f"learning_rate={learning_rate!r} with beta={beta!r} diverged (the margins overflow at "
+                f"step {t}; learning_rate·β² = {learning_rate * beta**2:.3g}, stable for ≤ 4); lower it"
+            ) from error
         if not np.all(np.isfinite(logits)):
             raise ValueError(
-                f"learning_rate={learning_rate!r} diverged (non-finite logits at step {t}); lower it"
+                f"learning_rate={learning_rate!r} with beta={beta!r} diverged (non-finite logits at step "
+                f"{t}; learning_rate·β² = {learning_rate * beta**2:.3g}, stable for ≤ 4); lower it"
             )
     wall = time.perf_counter() - start
     return SolverResult(
@@ -443,6 +475,11 @@ def solve_gpo(
     Same arguments and metrics as :func:`train_gpo` (one metric row per Newton iteration), plus
     ``max_iterations`` and ``tolerance`` (stop when max |∇L| ≤ tolerance, or when a step no longer
     changes the logits in float64; both count as converged).
+
+    Valid range: ``beta`` β in [1e-4, 1e4] tested (any β > 0 accepted while the loss of β·margin
+    stays finite); ``max_iterations`` ≥ 1 within the work budget (each iteration an [X·K]
+    eigendecomposition); ``tolerance`` > 0 (a tolerance below float64 resolution just stops at a
+    stationary point in floating point). Outside it, ``ValueError`` naming the argument and value.
 
     Returns:
       SolverResult with ``final`` [X, K]; ``extras["logits"]``, ``extras["converged"]``,

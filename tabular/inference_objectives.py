@@ -133,6 +133,8 @@ def k_sample_objective(rewards, objective, answers=None) -> float:
       objective: "mean", "pass_at_k" or "majority_vote".
       answers: [k] integer answer labels (majority vote only; equal answers must carry equal
         rewards). Ties in the vote → the mean reward of the tied answers (module docstring).
+
+    Valid range: no numeric arguments; rewards [k ≥ 0] finite.
     """
     rewards, objective, answers = _check_tuple(rewards, objective, answers)
     return _f(rewards, objective, answers)
@@ -156,6 +158,8 @@ def leave_one_out_advantages(rewards, objective="pass_at_k", answers=None, *, ce
 
     Returns:
       [k] advantages.
+
+    Valid range: no numeric arguments; rewards [k ≥ 1] finite.
     """
     rewards, objective, answers = _check_tuple(rewards, objective, answers)
     centered = check_bool("centered", centered)
@@ -180,6 +184,9 @@ def k_sample_gradient(
 
     Returns:
       [K] gradient estimate with respect to θ.
+
+    Valid range: no numeric arguments; samples indices in [0, K); logits, response_reward [K]
+    finite.
     """
     logits = as_float_array("logits", logits, ndim=1)
     response_reward = as_float_array("response_reward", response_reward, shape=logits.shape)
@@ -296,6 +303,9 @@ def objective_value(probs, response_reward, objective, k, response_answer=None) 
 
     Returns:
       The expected objective. pass@k with binary rewards is 1 − (1 − π(correct))^k.
+
+    Valid range: k ≥ 1 (an int; any k for mean and pass@k, which are closed forms; majority vote
+    enumerates C(k + A − 1, A − 1) ≤ 2·10⁶ answer counts).
     """
     probs = check_distribution("probs", probs, ndim=1)
     reward, objective, k, classes = _check_bandit(
@@ -305,7 +315,11 @@ def objective_value(probs, response_reward, objective, k, response_answer=None) 
 
 
 def objective_gradient(logits, response_reward, objective, k, response_answer=None) -> np.ndarray:
-    """Exact ∇_θ E_{π_θ^{⊗k}}[f] for π_θ = softmax(θ): [K] (the expectation of the LOO estimator)."""
+    """Exact ∇_θ E_{π_θ^{⊗k}}[f] for π_θ = softmax(θ): [K] (the expectation of the LOO estimator).
+
+    Valid range: k ≥ 1 (an int; any k for mean and pass@k, which are closed forms; majority vote
+    enumerates C(k + A − 1, A − 1) ≤ 2·10⁶ answer counts).
+    """
     logits = as_float_array("logits", logits, ndim=1)
     probs = softmax(logits)
     reward, objective, k, classes = _check_bandit(
@@ -353,6 +367,9 @@ def train_k_sample(
     Returns:
       SolverResult: final [X, K] policies; metrics "iteration", "objective" (the trained objective,
       exact, mean over prompts) and "pass_at_<m>" for m in ``eval_ks``.
+
+    Valid range: k ≥ 1, iterations ≥ 1 and checkpoints ≥ 1 (ints, iterations within the work
+    budget); learning_rate > 0 (finite).
     """
     logits = as_float_array("init_logits", init_logits, ndim=(1, 2), copy=True)
     if logits.ndim == 1:

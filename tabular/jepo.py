@@ -92,20 +92,32 @@ def _check_bound_inputs(cot_probs, answer_likelihood):
 
 
 def log_evidence(cot_probs, answer_likelihood) -> float:
-    """log π(a*) = log Σ_c q(c) ℓ(c). Args: cot_probs [C]; answer_likelihood ℓ [C] in (0, 1]."""
+    """log π(a*) = log Σ_c q(c) ℓ(c). Args: cot_probs [C]; answer_likelihood ℓ [C] in (0, 1].
+
+    Valid range: no numeric arguments; cot_probs [C] a distribution; answer_likelihood [C] in [0, 1]
+    with some mass.
+    """
     q, lik = _check_bound_inputs(cot_probs, answer_likelihood)
     return float(np.log(np.dot(q, lik)))
 
 
 def cot_posterior(cot_probs, answer_likelihood) -> np.ndarray:
-    """Posterior over CoTs given the answer: q(c) ℓ(c) / Σ q ℓ, [C] (arXiv 2503.19618, eq. 3)."""
+    """Posterior over CoTs given the answer: q(c) ℓ(c) / Σ q ℓ, [C] (arXiv 2503.19618, eq. 3).
+
+    Valid range: no numeric arguments; cot_probs [C] a distribution; answer_likelihood [C] in [0, 1]
+    with some mass.
+    """
     q, lik = _check_bound_inputs(cot_probs, answer_likelihood)
     joint = q * lik
     return joint / joint.sum()
 
 
 def jensen_bound(cot_probs, answer_likelihood) -> float:
-    """L⁽¹⁾ = Σ_c q(c) log ℓ(c) ≤ log π(a*) (eq. 3). Shapes as ``log_evidence``."""
+    """L⁽¹⁾ = Σ_c q(c) log ℓ(c) ≤ log π(a*) (eq. 3). Shapes as ``log_evidence``.
+
+    Valid range: no numeric arguments; cot_probs [C] a distribution; answer_likelihood [C] in [0, 1]
+    with some mass.
+    """
     q, lik = _check_bound_inputs(cot_probs, answer_likelihood)
     return float(np.dot(q, np.log(lik)))
 
@@ -114,6 +126,8 @@ def multi_sample_bound(cot_probs, answer_likelihood, n) -> float:
     """L⁽ⁿ⁾ = E_{c_{1:n}∼q}[log((1/n) Σ_i ℓ(c_i))] (eq. 6), exactly, by summing over CoT counts.
 
     Args: as ``log_evidence``; n ≥ 1 (L⁽¹⁾ is the Jensen bound).
+
+    Valid range: n ≥ 1 (an int; the C^n enumeration within the work budget).
     """
     q, lik = _check_bound_inputs(cot_probs, answer_likelihood)
     n = check_int("n", n, low=1)
@@ -150,6 +164,8 @@ def jepo_gradient(cot_logits, answer_logits, target, samples, *, bound="single")
 
     Returns:
       (gradient for φ [C], gradient for ψ [C, A]) — unbiased for ∇L⁽¹⁾ or ∇L⁽ⁿ⁾.
+
+    Valid range: target an int in [0, A); samples indices in [0, C).
     """
     cot_logits, answer_logits, target = _check_model(cot_logits, answer_logits, target)
     bound = check_choice("bound", bound, BOUNDS)
@@ -201,6 +217,9 @@ def jepo_expected_gradient(cot_logits, answer_logits, target, n=1, *, bound="sin
 
     ∇_φ L⁽ⁿ⁾ = E[F(m)(m − n q)] and ∇_ψ[c] L⁽ⁿ⁾ = E[m_c ℓ(c)/(m·ℓ)] (e_{a*} − p(·|c)) over CoT
     counts m ∼ Multinomial(n, q), F(m) = log(m·ℓ/n); for n = 1 these are the closed forms of eq. 4.
+
+    Valid range: target an int in [0, A); n ≥ 1 (an int; bound='multi' enumerates C(n + C − 1, C −
+    1) ≤ 2·10⁶ count vectors).
     """
     cot_logits, answer_logits, target = _check_model(cot_logits, answer_logits, target)
     n = check_int("n", n, low=1)
@@ -225,6 +244,8 @@ def rl_gradient(cot_logits, answer_logits, target, cots, answers=None):
 
     Returns:
       (gradient for φ [C], gradient for ψ [C, A]), both unbiased for ∇π(a*).
+
+    Valid range: target an int in [0, A); cots [n ≥ 2] indices in [0, C).
     """
     cot_logits, answer_logits, target = _check_model(cot_logits, answer_logits, target)
     cots = check_indices("cots", cots, upper=cot_logits.shape[0], min_size=2)
@@ -283,6 +304,9 @@ def train_cot(
       SolverResult: final = [C] CoT distribution; metrics "iteration", "log_evidence" (log π(a*)),
       "accuracy" (π(a*)), "jensen_bound" (L⁽¹⁾), "bound_n" (L⁽ⁿ⁾), "kl" (KL(q ‖ posterior), the
       Jensen gap); extras "answer_probs" [C, A].
+
+    Valid range: target an int in [0, A); n ≥ 1 (≥ 2 for method='rl' with sampled=True), iterations
+    ≥ 1 and checkpoints ≥ 1 (ints, iterations within the work budget); learning_rate > 0 (finite).
     """
     cot_logits, answer_logits, target = _check_model(
         init_cot_logits, init_answer_logits, target, ("init_cot_logits", "init_answer_logits")

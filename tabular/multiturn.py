@@ -25,8 +25,10 @@ the layout of a :class:`~fixpoint_rl.envs.dialogue.DialogueGame` is in its modul
 * Baselines: :func:`reward_rl`, :func:`multiturn_rlhf`, :func:`single_turn_rlhf`,
   :func:`single_turn_nash_md`, :func:`learned_preference_game` (see their docstrings).
 
-Valid range (every function here): α > 0 (exercised down to 1e-4: π*_α then comes from the Newton
-continuation, certified by its exploitability), policies row-stochastic (zeros allowed where μ > 0),
+Valid range (every function here; each function's docstring states its own): α > 0 and at least
+the smallest normal float64 2.2e-308 where a soft best response divides by α (exercised down to
+1e-4: π*_α then comes from the Newton continuation, certified by its exploitability; below 1e-4 the
+oracle raises ValueError naming alpha when it cannot certify), policies row-stochastic (zeros allowed where μ > 0),
 l2 > 0 for the Bradley–Terry fits, sample counts ≥ 1 and iterations ≥ 1 within the work budget of
 ``fixpoint_rl.envs.checks.check_size_budget`` (refused up front beyond it, with the estimate).
 Inside it every result is finite (the ``eta``/``kl_mixture`` columns included); outside it a
@@ -149,8 +151,36 @@ def _log_normalize(z):
     return z - np.log(np.sum(np.exp(z), axis=1, keepdims=True))
 
 
+# Smallest α accepted where the soft best response divides by α: the smallest normal float64
+# (≈ 2.2e-308). Below it (subnormal α) Q/α overflows to inf and the soft-max becomes NaN.
+ALPHA_MIN = float(np.finfo(np.float64).tiny)
+# Below this α the Newton continuation stops at this stage and takes one last Newton solve at the
+# requested α: π*_α differs from π*_{1e-30} by O(α) ≤ 1e-30 in the mixed probabilities (and the
+# others underflow in both), far below rounding; the certificate is still checked at α itself.
+CONTINUATION_FLOOR = 1e-30
+# multiturn_regularized_nash is certified (tested on random games) for α ≥ 1e-4; below it the
+# continuation is attempted, and a failure to certify raises ValueError naming alpha
+ORACLE_ALPHA_MIN = 1e-4
+
+
 def _alpha(alpha):
-    return check_scalar("alpha", alpha, low=0.0, low_inclusive=False)
+    alpha = check_scalar("alpha", alpha, low=0.0, low_inclusive=False)
+    if alpha < ALPHA_MIN:
+        raise ValueError(
+            f"alpha must be ≥ {ALPHA_MIN!r} (the smallest normal float64: Q/α overflows below), "
+            f"got {alpha!r}"
+        )
+    return alpha
+
+
+def _rounding_floor(arrays, alpha):
+    """Float64 error of an exploitability that contains α·KL_p terms: α times a few ulps of the
+    per-trajectory sum of H log-ratios of magnitude ≤ 1 + max|log μ| (each rounded to ~ε). For
+    H = 2 and μ_min ≈ 0.05 it is ~3e-10 at α = 10⁴ and ~3e-2 at α = 10¹² (the measured
+    exploitability of π*_α there was ±1e-4), which is why exploitability can come out slightly
+    negative at large α. The certificate of :func:`multiturn_regularized_nash` allows it."""
+    log_mu = float(np.max(np.abs(arrays.log_ref)))
+    return 16.0 * np.finfo(np.float64).eps * alpha * arrays.game.horizon * (1.0 + log_mu)
 
 
 # --------------------------------------------------------------------------------------------
@@ -159,7 +189,10 @@ def _alpha(alpha):
 
 
 def final_state_distribution(game, pi):
-    """Reach probabilities of the final states under π, conditional on the context: [F]."""
+    """Reach probabilities of the final states under π, conditional on the context: [F].
+
+    Valid range: no numeric arguments; pi [N_dec, A] row-stochastic.
+    """
     arrays = _Arrays(game)
     pi = arrays.policy("pi", pi)
     return arrays.reach(pi)[arrays.n_dec :]
@@ -171,6 +204,9 @@ def preference_q_values(game, pi, opponent, alpha):
     V(x_{H+1}) = P(x_{H+1} ≻ π') with π' rolled out from the initial state of the context;
     Q(x_h, y) = Σ p(x'|x_h, y) V(x') − α KL(π‖μ)[x_h]; V(x_h) = Σ_y π(y|x_h) Q(x_h, y).
     α ≥ 0 (α = 0 gives the unregularized values).
+
+    Valid range: alpha ≥ 0 (finite; 0 gives the unregularized values); pi, opponent [N_dec, A]
+    row-stochastic (zeros allowed where μ > 0).
     """
     arrays = _Arrays(game)
     pi = arrays.policy("pi", pi)
@@ -183,7 +219,11 @@ def preference_q_values(game, pi, opponent, alpha):
 
 def trajectory_kl(game, pi, mu):
     """KL_p(π‖π') between trajectory distributions = E_{π,p} Σ_h KL(π‖π')[x_h] (Lemma 3.1),
-    averaged over contexts c ~ ρ. ``mu`` must be positive wherever ``pi`` is (else ValueError)."""
+    averaged over contexts c ~ ρ. ``mu`` must be positive wherever ``pi`` is (else ValueError).
+
+    Valid range: no numeric arguments; pi, mu [N_dec, A] row-stochastic with mu > 0 wherever pi > 0
+    (else KL_p is infinite and ValueError names mu).
+    """
     arrays = _Arrays(game)
     pi = arrays.policy("pi", pi)
     mu = arrays.policy("mu", mu)
@@ -204,7 +244,10 @@ def _trajectory_kl(arrays, pi, mu):
 
 
 def multiturn_preference(game, pi, opponent, alpha=0.0):
-    """P_α(π ≻ π') = E_c E P(x ≻ x' | c) − α KL_p(π‖μ) + α KL_p(π'‖μ) (MTPO §3)."""
+    """P_α(π ≻ π') = E_c E P(x ≻ x' | c) − α KL_p(π‖μ) + α KL_p(π'‖μ) (MTPO §3).
+
+    Valid range: alpha ≥ 0 (finite); pi, opponent [N_dec, A] row-stochastic.
+    """
     arrays = _Arrays(game)
     pi = arrays.policy("pi", pi)
     opponent = arrays.policy("opponent", opponent)
@@ -228,6 +271,9 @@ def soft_best_response(game, terminal_values, alpha):
       terminal_values: [F] r(x_{H+1}).
     Returns:
       (policy [N_dec, A] ∝ μ exp(Q̄/α), optimal values V* [N]).
+
+    Valid range: alpha ≥ 2.2e-308 (the smallest normal float64; tested from 1e-6 up);
+    terminal_values [F] finite.
     """
     arrays = _Arrays(game)
     alpha = _alpha(alpha)
@@ -247,7 +293,13 @@ def _exploitability(arrays, pi, alpha):
 
 
 def multiturn_exploitability(game, pi, alpha):
-    """max_{π'} P_α(π' ≻ π) − 1/2 ≥ 0, computed exactly by soft backward induction; zero iff π = π*_α."""
+    """max_{π'} P_α(π' ≻ π) − 1/2 ≥ 0, computed exactly by soft backward induction; zero iff π = π*_α.
+
+    Valid range: alpha ≥ 2.2e-308 (the smallest normal float64: the soft best response divides by
+    α), tested from 1e-4 up; pi [N_dec, A] row-stochastic. At large alpha the value carries an
+    absolute float64 error of about 16·ε·alpha·H·(1 + max|log μ|) (≈ 1e-4 at alpha = 1e12), so it
+    can come out slightly negative there.
+    """
     arrays = _Arrays(game)
     pi = arrays.policy("pi", pi)
     return float(_exploitability(arrays, pi, _alpha(alpha))[0])
@@ -349,6 +401,31 @@ def _newton(arrays, alpha, z, iterations=40):
     return z
 
 
+def _continuation(arrays, z, stages, refinements=60):
+    """Newton along the continuation path ``stages`` (decreasing α), warm-started stage by stage.
+
+    A stage whose Newton solve does not reach a fixed-point residual ≤ 1e-9 (max-norm of
+    z − log BR_α(z)) is retried from the last converged point with the geometric midpoint α
+    inserted (bisection in log α; at most ``refinements`` extra solves in all). Without it the
+    factor-2 steps jumped off the solution path on random layered games near α ≈ 4e-4 (measured:
+    exploitability 2e-3 at α = 1e-4 on random_layered_game(horizon=2, num_contexts=2, seed=2))."""
+    current = None
+    for target in stages:
+        stage = target
+        while True:
+            candidate = _newton(arrays, stage, z)
+            residual = np.max(np.abs(candidate - _best_response_log(arrays, candidate, stage)[0]))
+            if residual <= 1e-9 or current is None or current / stage < 1.001 or refinements <= 0:
+                current, z = stage, candidate
+                if stage == target:
+                    break
+                stage = target
+            else:
+                refinements -= 1
+                stage = float(np.sqrt(current * stage))
+    return z
+
+
 def multiturn_regularized_nash(game, alpha, *, tol=1e-10, max_iterations=2_000, damping=None):
     """The unique Nash equilibrium π*_α of the α-regularized multi-turn game [N_dec, A].
 
@@ -360,14 +437,22 @@ def multiturn_regularized_nash(game, alpha, *, tol=1e-10, max_iterations=2_000, 
        default 0.25, halved whenever the exploitability fails to halve over 50 iterations) with
        Anderson acceleration (memory 8), at most ``max_iterations`` steps (300 for small games);
     2. if that does not certify and N_dec·A ≤ 5000: Newton's method (finite-difference Jacobian)
-       along a continuation path α_k = α·2^k (k = K … 0, α·2^K ≥ 1), warm-started stage by stage,
-       then step 1 again from Newton's answer.
+       along a continuation path α_k = α·2^k (k = K … 0, α·2^K ≥ 1; below α = 1e-30 the path
+       stops at 1e-30 and adds α itself), warm-started stage by stage, with a stage bisected in
+       log α when Newton does not converge there; then step 1 again from Newton's answer.
 
     The answer is returned only once certified: exploitability ≤ ``tol`` (and log-policy
     fixed-point residual ≤ 1e-13 when step 1 converges).
 
     Raises:
-      RuntimeError: if the certificate is not reached.
+      ValueError: below the certified range (alpha < 1e-4) when the certificate is not reached.
+      RuntimeError: if the certificate is not reached inside the certified range.
+
+    Valid range: alpha ≥ 1e-4 is the certified range (tested on random games; below it, down to
+    2.2e-308, the continuation is attempted and a failure to certify raises ValueError naming
+    alpha); tol > 0 (the certificate is exploitability ≤ tol + the float64 rounding floor of
+    alpha·KL_p, which matters from alpha ≈ 1e4 on); max_iterations ≥ 1 (an int, within the work
+    budget); damping in (0, 1] or None.
     """
     arrays = _Arrays(game)
     alpha = _alpha(alpha)
@@ -379,26 +464,40 @@ def multiturn_regularized_nash(game, alpha, *, tol=1e-10, max_iterations=2_000, 
                       work=3.0 * max_iterations * float(arrays.N) * arrays.A)
     if damping is not None:
         damping = check_scalar("damping", damping, low=0.0, high=1.0, low_inclusive=False)
+    # at large α the computed exploitability carries the float64 error of α·KL_p (≈ 1e-4 at
+    # α = 10¹²): certify against tol plus that floor (the damped path also needs a log-policy
+    # fixed-point residual ≤ 1e-13, which is scale-free)
+    certify = tol + _rounding_floor(arrays, alpha)
     start = _log_normalize(np.log(np.asarray(arrays.game.reference))).ravel()
     first = min(max_iterations, 300) if start.size <= 5000 else max_iterations
-    z, gap, certified = _anderson_damped(arrays, alpha, start, tol, first, damping)
+    z, gap, certified = _anderson_damped(arrays, alpha, start, certify, first, damping)
     if certified:
         return _to_policy(arrays, z)
     if start.size <= 5000:
-        stages = [alpha * 2.0**k for k in range(int(np.ceil(max(np.log2(1.0 / alpha), 0.0))), -1, -1)]
-        z = start
-        for stage_alpha in stages:
-            z = _newton(arrays, stage_alpha, z)
+        solve_alpha = max(alpha, CONTINUATION_FLOOR)
+        top = int(np.ceil(max(np.log2(1.0 / solve_alpha), 0.0)))
+        stages = [solve_alpha * 2.0**k for k in range(top, -1, -1)]
+        if solve_alpha > alpha:
+            stages.append(alpha)
+        z = _continuation(arrays, start, stages)
         # Newton's answer may already carry the certificate; at tiny α (near-deterministic π*_α)
         # the damped log-space iteration would only drift away from it
         newton_gap = _exploitability(arrays, _to_policy(arrays, z), alpha)[0]
-        if newton_gap <= tol:
+        if newton_gap <= certify:
             return _to_policy(arrays, z)
-        z, gap, certified = _anderson_damped(arrays, alpha, z, tol, max_iterations, damping)
-        if certified or gap <= tol:
+        z, gap, certified = _anderson_damped(arrays, alpha, z, certify, max_iterations, damping)
+        if certified or gap <= certify:
             return _to_policy(arrays, z)
+    if alpha < ORACLE_ALPHA_MIN:
+        # below the documented range the Newton continuation is tried but not guaranteed (the
+        # best-response map's Jacobian grows like 1/α); refusing names the argument
+        raise ValueError(
+            f"alpha={alpha!r} is below the oracle's certified range (α ≥ {ORACLE_ALPHA_MIN:g}) "
+            f"and the continuation did not certify exploitability ≤ {certify:.3g} here "
+            f"(last {gap:.3g}); raise alpha or pass reference_solution"
+        )
     raise RuntimeError(
-        f"multiturn_regularized_nash did not certify exploitability ≤ {tol} "
+        f"multiturn_regularized_nash did not certify exploitability ≤ {certify:.3g} "
         f"(last {gap:.3g})"
     )
 
@@ -411,7 +510,11 @@ def multiturn_regularized_nash(game, alpha, *, tol=1e-10, max_iterations=2_000, 
 def mtpo_theorem_bound(game, alpha, t, variant="mtpo"):
     """Theorem 4.2 / B.2 bounds at iteration t (array-valued in t):
     MTPO: KL_p(π*‖π_t) ≤ 32 H Q²/(α²(t+1)); MTPO-τ: KL_p(π*‖π^α_t) ≤ 9 H Q²/(α²(t+1)),
-    with Q = max{4αH log(1/μ_min), 1}."""
+    with Q = max{4αH log(1/μ_min), 1}.
+
+    Valid range: alpha ≥ 2.2e-308 as long as the bound fits in float64 (below α ≈ 1e-154 it
+    overflows and ValueError names alpha; it is vacuous there anyway); t ≥ 0 (scalar or 1-D).
+    """
     arrays = _Arrays(game)
     alpha = _alpha(alpha)
     variant = check_choice("variant", variant, ("mtpo", "mtpo_tau"))
@@ -419,7 +522,15 @@ def mtpo_theorem_bound(game, alpha, t, variant="mtpo"):
     H = arrays.game.horizon
     qmax = max(4 * alpha * H * np.log(1.0 / float(np.min(arrays.game.reference))), 1.0)
     constant = 32.0 if variant == "mtpo" else 9.0
-    return constant * H * qmax**2 / (alpha**2 * (t + 1.0))
+    # in log space: at α ≲ 1e-154 the bound exceeds the float64 range (it is vacuous long
+    # before: it already exceeds 1 for α < ~17·√H at t = 0)
+    log_bound = np.log(constant * H) + 2.0 * np.log(qmax) - 2.0 * np.log(alpha) - np.log1p(t)
+    if np.any(log_bound > np.log(np.finfo(np.float64).max)):
+        raise ValueError(
+            f"alpha={alpha!r} is too small for a float64 bound: 32HQ²/(α²(t+1)) overflows "
+            f"(at t={describe(t.min() if t.ndim else t)}); the bound is vacuous there anyway"
+        )
+    return constant * H * (qmax / alpha) ** 2 / (t + 1.0)
 
 
 def _checkpoint_list(iterations, checkpoints, checkpoint_every):
@@ -428,7 +539,11 @@ def _checkpoint_list(iterations, checkpoints, checkpoint_every):
         points = np.arange(0, iterations + 1, every)
     else:
         count = check_int("checkpoints", checkpoints, low=2)
-        points = np.concatenate([[0], np.round(np.geomspace(1, iterations, count - 1))])
+        if count >= iterations + 1:
+            # at most T + 1 distinct checkpoints exist (0 … T): a count that large records them all
+            points = np.arange(iterations + 1)
+        else:
+            points = np.concatenate([[0], np.round(np.geomspace(1, iterations, count - 1))])
     return np.unique(np.concatenate([points, [iterations]]).astype(np.int64))
 
 
@@ -657,10 +772,12 @@ def mtpo(game, alpha, iterations, eta=None, schedule="theorem", *, n_samples=Non
          sampling="opponent_final_states", values="exact"):
     """MTPO (eq. 2): π_{t+1}(y|x) ∝ μ^{αη_t} π_t^{1−αη_t} exp(η_t Q^{π_t,π_t}_α(x, y)), π_0 = μ.
 
-    Valid range: α > 0 (down to 1e-4 and below: π*_α is then computed by Newton continuation, and
-    iterates whose probabilities underflow are floored at 2.2e-308 so every metric stays finite);
-    T ≥ 1 and n_samples ≥ 1 with T·(N·A + X·n·(H+1)) ≤ 10¹¹ elementary steps (larger runs are
-    refused up front with the estimate).
+    Valid range: alpha ≥ 1e-4 (down to 2.2e-308 accepted: iterates whose probabilities underflow are
+    floored at 2.2e-308 so every metric stays finite, but below 1e-4 the oracle π*_α may be refused
+    with a ValueError naming alpha unless reference_solution is given); iterations ≥ 1 and n_samples
+    ≥ 1 (ints) with iterations·(N·A + X·n_samples·(H+1)) ≤ 10¹¹ elementary steps (larger runs are
+    refused up front with the estimate); eta > 0 with eta·alpha ≤ 1, only with schedule='constant';
+    checkpoints ≥ 2 (at most iterations + 1 distinct ones are recorded) or checkpoint_every ≥ 1.
 
     Args:
       game: DialogueGame.
@@ -704,7 +821,12 @@ def mtpo_tau(game, alpha, iterations, eta=None, schedule="theorem", *, n_samples
     π_{t+1} ∝ π^α_t exp(η_t Q^{π^α_t,π^α_t}_α). Theorem B.2: KL_p(π*‖π^α_t) ≤ 9HQ²/(α²(t+1)).
     Arguments and valid range as :func:`mtpo` (samples are drawn from the mixture). Extra metric
     kl_mixture (KL_p(π*_α‖π^α_t), with π^α_T at the last checkpoint formed with the next step
-    η_T, as the ``eta`` column reports)."""
+    η_T, as the ``eta`` column reports).
+
+    Valid range: as mtpo: alpha ≥ 1e-4 (smaller down to 2.2e-308 accepted, see mtpo); iterations ≥ 1
+    and n_samples ≥ 1 within the work budget; eta > 0 with eta·alpha ≤ 1 (schedule='constant');
+    checkpoints ≥ 2 or checkpoint_every ≥ 1.
+    """
     return _run("mtpo_tau", "mtpo_tau", game, alpha, iterations, eta, schedule, n_samples, seed,
                 init, checkpoints, checkpoint_every, reference_solution, sampling, values)
 
@@ -734,7 +856,11 @@ def reward_rl(game, alpha, reward=None):
     soft backward induction. ``reward`` [F] defaults to the game's ``final_reward``.
 
     Returns a SolverResult (single checkpoint) with metrics exploitability (in the preference
-    game) and expected_reward (when the game has a reward)."""
+    game) and expected_reward (when the game has a reward).
+
+    Valid range: alpha ≥ 2.2e-308 (the smallest normal float64; tested from 1e-6 up); reward [F]
+    finite (default: the game's final_reward).
+    """
     import time
 
     arrays = _Arrays(game)
@@ -814,7 +940,13 @@ def _fit_bradley_terry(wins, l2):
             break
         C = (W + W.T) * sig * (1.0 - sig)
         hessian = np.diag(C.sum(axis=1) + l2) - C
-        step = np.linalg.solve(hessian, grad)
+        try:
+            step = np.linalg.solve(hessian, grad)
+        except np.linalg.LinAlgError:
+            # l2 below rounding of the Laplacian (down to 1e-300) with final states no comparison
+            # reached: the Hessian is singular in float64; the minimum-norm step leaves the
+            # unseen states (zero gradient) at 0, as l2 > 0 does in exact arithmetic
+            step = np.linalg.lstsq(hessian, grad, rcond=None)[0]
         scale = 1.0
         while scale > 1e-8:
             candidate = r - scale * step
@@ -832,7 +964,11 @@ def multiturn_rlhf(game, alpha, *, n_pairs=None, seed=0, l2=1e-3):
     population limit with weights d_μ(x)d_μ(x')), then return the exact KL-regularized optimum of
     E r̂ − α KL_p by soft backward induction. ``l2`` fixes the BT shift and keeps unseen states at 0.
 
-    Returns a SolverResult (single checkpoint); extras["reward"] = r̂ [F]."""
+    Returns a SolverResult (single checkpoint); extras["reward"] = r̂ [F].
+
+    Valid range: alpha ≥ 2.2e-308 (tested from 1e-4 up); l2 > 0 down to 1e-300; n_pairs ≥ 1 (an int,
+    within the work budget) or None (the population limit).
+    """
     import time
 
     arrays = _Arrays(game)
@@ -853,7 +989,10 @@ def multiturn_rlhf(game, alpha, *, n_pairs=None, seed=0, l2=1e-3):
 
 def learned_preference_game(game, *, n_pairs, seed=0, prior=1.0):
     """The game with its preference replaced by a tabular model learned from ``n_pairs`` μ-sampled
-    comparisons: P̂(i ≻ j) = (N_ij + prior/2)/(N_ij + N_ji + prior) (antisymmetric; ½ when unseen)."""
+    comparisons: P̂(i ≻ j) = (N_ij + prior/2)/(N_ij + N_ji + prior) (antisymmetric; ½ when unseen).
+
+    Valid range: n_pairs ≥ 1 (an int, within the work budget); prior > 0 (finite).
+    """
     import dataclasses
 
     arrays = _Arrays(game)
@@ -862,7 +1001,10 @@ def learned_preference_game(game, *, n_pairs, seed=0, prior=1.0):
     wins = _sample_pairs(arrays, n_pairs, as_generator("seed", seed))
     blocks = []
     for w in wins:
-        est = (w + prior / 2) / (w + w.T + prior)
+        # unseen pairs are exactly ½ (with a subnormal prior, prior/2 rounds to 0 and the ratio
+        # would be 0 both ways)
+        seen = (w + w.T) > 0
+        est = np.where(seen, (w + prior / 2) / np.where(seen, w + w.T + prior, 1.0), 0.5)
         np.fill_diagonal(est, 0.5)
         blocks.append(est.ravel())
     return dataclasses.replace(game, preference_values=np.concatenate(blocks),
@@ -965,7 +1107,11 @@ def single_turn_rlhf(game, alpha, *, signal="continuation", n_pairs=None, n_roll
     signal (``"immediate"``: next states judged by their μ-greedy completion; ``"continuation"``:
     judged after μ-continuation of both branches, exact or ``n_rollouts`` MC samples). A BT reward
     r̂(x, y) is fitted per state (from ``n_pairs`` μ-sampled comparisons per state, or the
-    population limit) and π(y|x) ∝ μ exp(r̂/α). Returns a SolverResult (single checkpoint)."""
+    population limit) and π(y|x) ∝ μ exp(r̂/α). Returns a SolverResult (single checkpoint).
+
+    Valid range: alpha ≥ 2.2e-308 (tested from 1e-4 up); n_pairs, n_rollouts ≥ 1 (ints, within the
+    work budget) or None; signal 'immediate' or 'continuation'.
+    """
     if n_pairs is not None:  # n_pairs comparisons per decision state
         n_pairs = _check_pairs("n_pairs", n_pairs, _Arrays(game), per_pair=_Arrays(game).n_dec)
 
@@ -981,7 +1127,11 @@ def single_turn_nash_md(game, alpha, *, signal="continuation", n_pairs=None, n_r
     """Single-turn Nash-MD: at every decision state, the α-regularized Nash equilibrium (the limit
     of Nash-MD, NLHF Theorem 1) of the turn-level preference game (signals as in
     :func:`single_turn_rlhf`; with ``n_pairs`` the tabular preference learned from that many
-    μ-sampled comparisons per state). Returns a SolverResult (single checkpoint)."""
+    μ-sampled comparisons per state). Returns a SolverResult (single checkpoint).
+
+    Valid range: alpha as multiturn_regularized_nash (certified from 1e-4 up); n_pairs, n_rollouts ≥
+    1 (ints, within the work budget) or None; signal 'immediate' or 'continuation'.
+    """
     if n_pairs is not None:  # n_pairs comparisons per decision state
         n_pairs = _check_pairs("n_pairs", n_pairs, _Arrays(game), per_pair=_Arrays(game).n_dec)
 

@@ -89,6 +89,8 @@ def _average(game: PreferenceGame, per_context: np.ndarray) -> float:
 def preference_against(game: PreferenceGame, pi: Any) -> np.ndarray:
     """P(y ≻ π | x) = Σ_y' P(y ≻ y' | x) π(y' | x) for every response y (NLHF §3).
 
+    Valid range: no numeric arguments; ``pi`` any distribution of the game's shape (zeros allowed).
+
     Args:
       game: the preference game.
       pi: [K] or [X, K] (shape of ``game.ref``).
@@ -104,7 +106,10 @@ def preference_against(game: PreferenceGame, pi: Any) -> np.ndarray:
 
 
 def preference_between(game: PreferenceGame, pi: Any, pi_prime: Any) -> float:
-    """P(π ≻ π') = E_{x~ρ} E_{y~π, y'~π'} P(y ≻ y' | x) (NLHF §3); P(π ≻ π) = ½."""
+    """P(π ≻ π') = E_{x~ρ} E_{y~π, y'~π'} P(y ≻ y' | x) (NLHF §3); P(π ≻ π) = ½.
+
+    Valid range: no numeric arguments; ``pi``, ``pi_prime`` distributions of the game's shape.
+    """
     game = _check_game(game)
     pi = _check_policy("pi", game, pi)
     pi_prime = _check_policy("pi_prime", game, pi_prime)
@@ -116,6 +121,10 @@ def preference_between(game: PreferenceGame, pi: Any, pi_prime: Any) -> float:
 
 def regularized_preference(game: PreferenceGame, pi: Any, pi_prime: Any, tau: float) -> float:
     """P_τ(π ≻ π') = P(π ≻ π') − τ KL_ρ(π ‖ μ) + τ KL_ρ(π' ‖ μ) (NLHF §4, eq. 4).
+
+    Valid range: ``tau`` τ ≥ 0 (any finite value; the KL terms are finite because μ has full
+    support); ``pi``, ``pi_prime`` distributions of the game's shape (zeros allowed). Outside it,
+    ``ValueError`` naming the argument.
 
     Args:
       tau: τ ≥ 0.
@@ -143,8 +152,14 @@ def _exploitability_per_context(pref: np.ndarray, ref: np.ndarray, pi: np.ndarra
         best = values.max(axis=-1)
     else:
         log_mu = np.log(ref)
-        # max_π' Σ π'(y) v(y) − τ KL(π' ‖ μ) = τ log Σ μ(y) exp(v(y)/τ)  (Gibbs variational formula)
-        best = tau * _logsumexp(log_mu + values / tau) + tau * _kl(pi, log_mu)
+        # max_π' Σ π'(y) v(y) − τ KL(π' ‖ μ) = τ log Σ μ(y) exp(v(y)/τ)  (Gibbs variational formula),
+        # written as max v + τ log1p(Σ μ expm1((v − max v)/τ)) (Σ μ = 1): (v − max v)/τ ≤ 0 cannot
+        # overflow (τ down to the smallest subnormal: expm1(−inf) = −1), and at large τ log1p/expm1
+        # keep the O(1) value τ·log(1 + O(1/τ)) instead of τ times a rounding error
+        top = values.max(axis=-1)
+        with np.errstate(over="ignore"):
+            gaps = (values - top[..., None]) / tau
+        best = top + tau * np.log1p(np.einsum("xk,xk->x", ref, np.expm1(gaps))) + tau * _kl(pi, log_mu)
     # Both terms are ≥ 0 mathematically (a best response does at least as well as π itself);
     # clip the float64 rounding (≤ 1e-15) so that plots on log axes stay meaningful.
     return np.maximum(best - self_play, 0.0)
@@ -160,6 +175,10 @@ def exploitability(game: PreferenceGame, pi: Any, tau: float = 0.0) -> float:
     It is 0 exactly at the regularised Nash equilibrium π*_τ and > 0 elsewhere (for τ > 0); for
     τ = 0 it is 0 exactly at the Nash equilibria. ½ is computed as P(π ≻ π) (equal for a valid
     game), which keeps the value ≥ 0 in floating point.
+
+    Valid range: ``tau`` τ ≥ 0, any finite value (the log-sum-exp is shifted by max v, so v/τ does
+    not overflow even at the smallest subnormal τ); ``pi`` zeros allowed. Outside it,
+    ``ValueError`` naming the argument.
 
     Args:
       game: the preference game.
@@ -183,6 +202,9 @@ def fixed_point_residual(game: PreferenceGame, pi: Any, tau: float) -> float:
     Zero exactly at π*_τ (NLHF Prop. 1: π*_τ ∝ μ exp(P(y ≻ π*_τ)/τ)); measured in probability space
     so that responses with negligible mass do not dominate.
 
+    Valid range: ``tau`` τ > 0, any finite value (logits shifted by the max payoff, so P π/τ does
+    not overflow); ``pi`` zeros allowed. Outside it, ``ValueError`` naming the argument.
+
     Args:
       pi: [K] or [X, K]; tau: τ > 0.
     """
@@ -191,7 +213,10 @@ def fixed_point_residual(game: PreferenceGame, pi: Any, tau: float) -> float:
     pi = _check_policy("pi", game, pi)
     pref, ref = _batched(game)
     pi_b = pi.reshape(ref.shape)
-    logits = np.log(ref) + _matvec(pref, pi_b) / tau
+    values = _matvec(pref, pi_b)
+    # shifted by the max payoff (softmax is shift-invariant) so that v/τ cannot overflow
+    with np.errstate(over="ignore"):  # −inf entries: exp gives the exact 0
+        logits = np.log(ref) + (values - values.max(axis=-1, keepdims=True)) / tau
     target = np.exp(logits - _logsumexp(logits)[..., None])
     return float(np.max(np.abs(pi_b - target)))
 
@@ -202,6 +227,11 @@ _ARMIJO = 1e-4  # sufficient-decrease constant of the backtracking line search
 _CONVERGED = 1e-11  # log-space residual after which only polishing Newton steps are taken
 _POLISH_STEPS = 2  # extra full steps once converged (quadratic convergence → rounding level)
 
+
+# Documented lower end of τ for the Newton oracle: at and above it the residual reaches 1e-9 on
+# every game tested (K up to 2000, μ_min down to 1e-12); below it a stalled solve is refused with
+# a ValueError naming τ (the fixed point's conditioning grows like 1/τ).
+TAU_RESOLVED = 1e-6
 
 # Responses with π below this are dropped from a single context's Newton system: their columns of
 # J_π are ≤ π ≤ 1e-25, so the neglected entries of M are ≤ K·1e-25/τ ≤ 1e-18 for K ≤ 10⁴, τ ≥ 1e-3.
@@ -312,10 +342,12 @@ def _newton_fixed_point(
     return u, iterations
 
 
-def _continuation(tau: float, start: float = 0.05, ratio: float = 0.2) -> list[float]:
-    """Intermediate τ values start·ratio^k strictly above τ (empty when τ ≥ start)."""
+def _continuation(tau: float, start: float = 0.05, ratio: float = 0.2, max_stages: int = 16) -> list[float]:
+    """Intermediate τ values start·ratio^k strictly above τ (empty when τ ≥ start), at most
+    ``max_stages`` of them (down to ≈ 1.6e-12; below that float64 rarely resolves π*_τ anyway, and
+    an unbounded count would take hundreds of stages at τ = 1e-200)."""
     stages = []
-    while start > tau * 1.5:
+    while start > tau * 1.5 and len(stages) < max_stages:
         stages.append(start)
         start *= ratio
     return stages
@@ -329,6 +361,14 @@ def regularized_nash_equilibrium(game: PreferenceGame, tau: float, *, max_iter: 
     algorithms it is used to check. All contexts are solved in one batched call. The fixed-point
     residual (:func:`fixed_point_residual`) is ≤ 1e-12 for τ ≥ 1e-3 and K up to 2000.
 
+    Valid range: ``tau`` τ ≥ 1e-6 (``TAU_RESOLVED``; the fixed point's conditioning grows like
+    1/τ, so rounding alone leaves a probability-space residual ≈ 1e-17/τ): the residual is then
+    ≤ 1e-9. Smaller τ > 0 (down to 1e-308, where P π/τ is still finite) is accepted when Newton
+    still reaches that residual (e.g. when π*_τ is uniform or nearly pure), else ``ValueError``
+    naming tau. No upper limit on τ. ``max_iter`` ≥ 40 (5–40 Newton iterations are typical; a
+    smaller budget that runs out raises ``ValueError`` naming max_iter). Outside it, ``ValueError``
+    naming the argument and value.
+
     Args:
       game: the preference game.
       tau: τ > 0, the KL-regularisation strength.
@@ -338,11 +378,13 @@ def regularized_nash_equilibrium(game: PreferenceGame, tau: float, *, max_iter: 
       π*_τ with the shape of ``game.ref`` ([K] or [X, K]).
 
     Raises:
-      ValueError: on invalid inputs.
-      RuntimeError: if Newton fails to reach a residual of 1e-9 (not observed for τ ≥ 1e-3).
+      ValueError: on invalid inputs, and for τ < 1e-6 when float64 cannot resolve π*_τ.
+      RuntimeError: if Newton fails to reach a residual of 1e-9 at τ ≥ 1e-6 (not observed).
     """
     game = _check_game(game)
     tau = check_scalar("tau", tau, low=0.0, low_inclusive=False)
+    if not np.isfinite(1.0 / tau):
+        raise ValueError(f"tau must be ≥ 1e-308 (P π / τ must be finite), got {tau!r}")
     max_iter = check_int("max_iter", max_iter, low=1)
     pref, ref = _batched(game)
     payoff = pref - 0.5
@@ -351,12 +393,30 @@ def regularized_nash_equilibrium(game: PreferenceGame, tau: float, *, max_iter: 
     # damped phase short at small τ; the last stage is solved at τ itself to rounding level.
     log_pi = None
     for stage_tau in _continuation(tau):
-        log_pi, _ = _newton_fixed_point(payoff, log_mu, stage_tau, max_iter, log_pi, 1e-4, 0)
-    log_pi, _ = _newton_fixed_point(payoff, log_mu, tau, max_iter, log_pi)
+        log_pi, used = _newton_fixed_point(payoff, log_mu, stage_tau, max_iter, log_pi, 1e-4, 0)
+        if used.max() >= max_iter:  # a stage that exhausts max_iter: smaller stages would too
+            break
+    # The log-space residual H = u − log μ − Aπ/τ cannot fall below the rounding of its terms
+    # (≈ ε·(|log μ| + 1/(2τ))): asking for less makes Newton spend max_iter line searches on noise
+    # at small τ. Polishing steps after convergence still take it to rounding level.
+    floor = 8.0 * np.finfo(np.float64).eps * (float(np.abs(log_mu).max()) + 0.5 / tau)
+    log_pi, used = _newton_fixed_point(payoff, log_mu, tau, max_iter, log_pi, max(_CONVERGED, floor))
     pi = np.exp(log_pi)
     pi /= pi.sum(axis=-1, keepdims=True)
     pi = pi.reshape(game.ref.shape)
     residual = fixed_point_residual(game, pi, tau)
+    if not residual <= 1e-9 and tau < TAU_RESOLVED:
+        # The fixed point's conditioning grows like 1/τ (a rounding error ε in π moves the logits
+        # by ε/τ), so below the documented range float64 may not resolve it: refuse, naming τ.
+        raise ValueError(
+            f"tau={tau!r} is below the range where π*_τ is resolved in float64 (τ ≥ {TAU_RESOLVED:g}"
+            f" always; smaller τ only when Newton converges): fixed-point residual {residual:.3g} > 1e-9"
+        )
+    if not residual <= 1e-9 and used.max() >= max_iter:
+        raise ValueError(
+            f"max_iter={max_iter} Newton iterations were not enough (fixed-point residual "
+            f"{residual:.3g} > 1e-9 at tau={tau!r}); raise max_iter (5–40 are typical)"
+        )
     if not residual <= 1e-9:
         raise RuntimeError(
             f"regularized_nash_equilibrium did not converge: residual {residual:.3g} for tau={tau!r}"
@@ -393,6 +453,8 @@ def nash_equilibrium(game: PreferenceGame) -> np.ndarray:
     y, which is the symmetric equilibrium condition (NLHF §3: P(π* ≻ π') ≥ ½ for all π'). The LP's
     vertex is then polished by an exact linear solve on its support. When the equilibrium is not
     unique, one of them (a vertex) is returned.
+
+    Valid range: no numeric arguments; any PreferenceGame.
 
     Args:
       game: the preference game.

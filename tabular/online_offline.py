@@ -112,13 +112,18 @@ def fit_proxy_preference(context, winner, loser, num_contexts, num_responses, *,
 
     Returns:
       [X, K, K] proxy preference.
+
+    Valid range: num_contexts ≥ 1 and num_responses ≥ 2 (ints, within the memory budget); l2 ≥
+    1e-300 (minimum-norm Newton steps; a subnormal l2 is refused); context/winner/loser indices
+    in range.
     """
     num_contexts = check_int("num_contexts", num_contexts, low=1)
     num_responses = check_int("num_responses", num_responses, low=2)
     check_size_budget("num_responses" if num_responses ** 2 > num_contexts else "num_contexts",
                       num_responses if num_responses ** 2 > num_contexts else num_contexts,
                       memory_bytes=6 * 8.0 * num_contexts * num_responses ** 2)
-    l2 = check_scalar("l2", l2, low=0.0, low_inclusive=False)
+    # documented lower end 1e-300: a subnormal l2 no longer bounds separable data's rewards
+    l2 = check_scalar("l2", l2, low=1e-300)
     weights = empirical_pair_weights(context, winner, loser, num_contexts, num_responses)
     zero = np.zeros((num_contexts, num_responses))
     reward = zero.copy()
@@ -284,6 +289,10 @@ def online_gpo(
       SolverResult: final [X, K]; metrics iteration, kl_to_ref, win_rate (if golden_pref);
       extras: logits, and (sampled runs) ``stream`` = dict(context, winner, loser) of the T·B
       labelled triples in the order they were used.
+
+    Valid range: beta in [1e-4, 1e4]; steps ≥ 1 and batch_size ≥ 1 (ints) with steps·batch_size
+    within the work budget; learning_rate in (0, 1e3] with learning_rate·beta² ≤ 4 (a diverging run
+    raises ValueError naming learning_rate); num_checkpoints ≥ 2.
     """
     ref, beta, kind, steps, batch_size, learning_rate, golden, nu, marks = _common(
         ref, beta, kind, steps, batch_size, learning_rate, num_checkpoints, golden_pref,
@@ -373,6 +382,10 @@ def offline_gpo(
     Returns:
       SolverResult: final [X, K]; metrics iteration, kl_to_ref, win_rate (if golden_pref);
       extras: logits.
+
+    Valid range: beta in [1e-4, 1e4]; steps ≥ 1 and batch_size ≥ 1 (ints) with steps·batch_size
+    within the work budget; learning_rate in (0, 1e3] with learning_rate·beta² ≤ 4 (a diverging run
+    raises ValueError naming learning_rate); num_checkpoints ≥ 2.
     """
     ref, beta, kind, steps, batch_size, learning_rate, golden, nu, marks = _common(
         ref, beta, kind, steps, batch_size, learning_rate, num_checkpoints, golden_pref,
@@ -455,6 +468,9 @@ def kl_win_rate_frontier(
 
     Returns:
       DataFrame with columns method, beta, kl_to_ref, win_rate (golden, against π_ref).
+
+    Valid range: num_samples, steps and batch_size ≥ 1 (ints, within the work budget); learning_rate
+    in (0, 1e3]; l2 > 0 down to 1e-300; betas > 0.
     """
     ref = _check_ref(ref)
     golden = _check_pref(golden_pref, shape=(ref.shape[0], ref.shape[1], ref.shape[1]), name="golden_pref")

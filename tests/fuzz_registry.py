@@ -12,10 +12,22 @@ Each public name maps to an :class:`Entry`:
   (τ = 10⁻⁴, μ_min = 10⁻¹², zeros in π, huge supports, ...): the call must return a finite result;
 * ``invalid`` lists, per argument, extra values OUTSIDE the documented range: the call must raise a
   ``ValueError`` whose message names that argument;
-* ``valid_range`` is the documented valid range (the docstring of the function states it too).
+* ``valid_range`` is the documented valid range (the docstring of the function states it too);
+* ``ranges`` (filled from :data:`RANGES` at the end of this file) gives every numeric argument
+  (kinds ``real``/``int``/``size`` and ``opt_`` variants) its documented range as a
+  :class:`Range` (ends, open or closed, integer or real, log or linear scale, and a ``probe`` that
+  caps what the in-range property draws so every call stays milliseconds); ``joint`` (from
+  :data:`JOINT`) lists constraints between arguments (e.g. ``learning_rate·β ≤ 2``) under which an
+  in-range draw may still be refused with a ``ValueError`` naming them.
+
+Random-number cases (:func:`random_number_case`): one or more numeric arguments drawn anywhere on
+the line (``mode="line"``: a finite result or a ``ValueError`` naming a drawn argument) or inside
+the declared ranges (``mode="inside"``: a finite result), on top of the base call or, 30 % of the
+time, of one of the entry's extremes.
 
 ``tests/test_fuzz.py`` draws cases from these with hypothesis and classifies every outcome; a new
-public name without an entry fails that test. To add a public function: add an entry here.
+public name without an entry fails that test, and so does a numeric argument without a range. To
+add a public function: add an entry here and its ranges to :data:`RANGES`.
 Values may be :class:`Derived` (computed from the base keyword arguments, e.g. "the base π with a
 zero") so that shapes stay consistent.
 """
@@ -23,6 +35,8 @@ zero") so that shapes stay consistent.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -48,6 +62,77 @@ class Derived:
 
 
 @dataclasses.dataclass(frozen=True)
+class Range:
+    """Documented valid range of one numeric argument (kinds ``real``/``int``/``size`` and their
+    ``opt_`` variants, whose ``None`` is valid besides the range).
+
+    ``low``/``high`` (±inf when unbounded), open or closed ends, ``integer`` for counts, ``scale``
+    ``"log"`` (draws spread over orders of magnitude) or ``"linear"``. Inside the range a call must
+    return a finite result. ``probe`` caps what the in-range property draws so that every call
+    stays milliseconds on the tiny registry problems: the documented range of ``iterations`` is
+    [1, work budget], the drawn values stay ≤ 60; reals are drawn with magnitudes in
+    [10⁻¹⁵, 10¹⁵] (the span of the whole-line property). Write them as interval strings:
+    ``span("(0, inf)")``, ``span("[0, 1]", scale="linear")``, ``span("[1, inf)", probe=(1, 60))``
+    (integer when written with ``int``: ``span("[1, inf) int")``).
+    """
+
+    low: float
+    high: float
+    low_open: bool = False
+    high_open: bool = False
+    integer: bool = False
+    scale: str = "log"
+    probe: tuple[float, float] | None = None
+
+    def contains(self, x: float) -> bool:
+        if self.integer and float(x) != int(x):
+            return False
+        above = x > self.low if self.low_open else x >= self.low
+        below = x < self.high if self.high_open else x <= self.high
+        return bool(above and below)
+
+    def probe_bounds(self) -> tuple[float, float]:
+        lo, hi = self.probe if self.probe is not None else (self.low, self.high)
+        lo, hi = max(lo, self.low), min(hi, self.high)
+        if not self.integer:
+            lo, hi = max(lo, -PROBE_MAGNITUDE), min(hi, PROBE_MAGNITUDE)
+        return lo, hi
+
+    def __str__(self) -> str:
+        def fmt(v):
+            return "inf" if v == np.inf else "-inf" if v == -np.inf else f"{v:g}"
+
+        text = ("(" if self.low_open else "[") + f"{fmt(self.low)}, {fmt(self.high)}" + (
+            ")" if self.high_open else "]")
+        return text + (" int" if self.integer else "")
+
+
+PROBE_MAGNITUDE = 1e15  # reals drawn by the properties have |x| in [1e-15, 1e15] (plus 0, tiny)
+
+
+def span(text: str, *, scale: str = "log", probe: tuple[float, float] | None = None) -> Range:
+    """``span("(0, 1]")``, ``span("[1, inf) int", probe=(1, 60))``: a :class:`Range`."""
+    m = re.fullmatch(r"\s*([\[(])\s*([^,]+),\s*([^\])]+)([\])])\s*(int)?\s*", text)
+    if m is None:
+        raise ValueError(f"bad range {text!r}")
+    return Range(
+        low=float(m.group(2)), high=float(m.group(3)), low_open=m.group(1) == "(",
+        high_open=m.group(4) == ")", integer=m.group(5) == "int", scale=scale, probe=probe,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Joint:
+    """A documented constraint between arguments (e.g. ``learning_rate·β ≤ 2``): inside the
+    ranges, a ``ValueError`` is acceptable only when ``holds(kwargs)`` is False and the message
+    names one of ``args``."""
+
+    args: tuple[str, ...]
+    text: str
+    holds: Callable[[dict[str, Any]], bool]
+
+
+@dataclasses.dataclass(frozen=True)
 class Entry:
     base: Callable[[], dict[str, Any]]
     kinds: Mapping[str, str]
@@ -55,6 +140,9 @@ class Entry:
     extremes: tuple[dict[str, Any], ...] = ()
     invalid: Mapping[str, tuple[Any, ...]] = dataclasses.field(default_factory=dict)
     call: Callable[..., Any] | None = None
+    # documented range of every numeric argument (see RANGES at the end of this file)
+    ranges: Mapping[str, Range] = dataclasses.field(default_factory=dict)
+    joint: tuple[Joint, ...] = ()
 
 
 # --------------------------------------------------------------------------------------------
@@ -161,6 +249,120 @@ def cases(name: str, entry: Entry) -> list[tuple[str, str | None, dict[str, Any]
     for arg, values in entry.invalid.items():
         for value in values:
             out.append(("invalid", arg, {arg: value}))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# random numbers for the numeric arguments
+# --------------------------------------------------------------------------------------------
+
+NUMERIC_KINDS = ("real", "int", "size", "opt_real", "opt_int", "opt_size")
+INT64_MIN = -(2**63)
+# whole-line integers: uniform in [−10, 20], log-uniform up to 10 × the range's probe cap (large
+# enough to leave the probe, small enough that several drawn counts together stay seconds: the
+# library refuses only work above 10¹¹ steps, far beyond the per-call limit), or the int64 edges
+# and 10¹² (which must be refused up front)
+LINE_INT_CAP_FACTOR = 10
+LINE_INT_CAP_MIN = 20
+TINY = (5e-324, 1e-300, 1e-200)
+
+
+def numeric_args(entry: Entry) -> list[str]:
+    return [a for a, k in entry.kinds.items() if k in NUMERIC_KINDS]
+
+
+def _integer_kind(kind: str) -> bool:
+    return kind.removeprefix("opt_") in ("int", "size")
+
+
+def draw_line_value(rng: np.random.Generator, integer: bool, cap: int = LINE_INT_CAP_MIN) -> float | int:
+    """A number anywhere on the line: sign × 10^U(−15, 15), 0, ±tiny (reals); −10 … cap and the
+    int64 edges (integers)."""
+    u = rng.random()
+    if integer:
+        if u < 0.1:
+            return int(rng.choice([INT64_EDGE, INT64_MIN, 2**62, HUGE_SIZE]))
+        if u < 0.55:
+            return int(rng.integers(-10, 21))
+        return int(round(10 ** rng.uniform(0, np.log10(cap))))
+    if u < 0.05:
+        return 0.0
+    sign = -1.0 if rng.random() < 0.5 else 1.0
+    if u < 0.12:
+        return sign * float(rng.choice(TINY))
+    return sign * float(10 ** rng.uniform(-15, 15))
+
+
+def draw_inside_value(rng: np.random.Generator, r: Range) -> float | int:
+    """A number strictly inside (or at a closed end of) a declared range, within its probe."""
+    lo, hi = r.probe_bounds()
+    if r.integer:
+        lo_i = math.ceil(lo) + (1 if r.low_open and math.ceil(lo) == r.low else 0)
+        hi_i = math.floor(hi) - (1 if r.high_open and math.floor(hi) == r.high else 0)
+        if rng.random() < 0.2:
+            return int(rng.choice([lo_i, hi_i]))
+        if r.scale == "log" and lo_i >= 1 and hi_i > 10:
+            return int(min(hi_i, max(lo_i, round(10 ** rng.uniform(np.log10(lo_i), np.log10(hi_i))))))
+        return int(rng.integers(lo_i, hi_i + 1))
+    ends = [v for v, is_open, end in ((lo, r.low_open, r.low), (hi, r.high_open, r.high))
+            if not (is_open and v == end) and np.isfinite(v)]
+    if ends and rng.random() < 0.1:
+        return float(rng.choice(ends))
+    for _ in range(100):
+        if r.scale == "linear":
+            x = float(rng.uniform(lo, hi))
+        else:
+            parts = []
+            if hi > 0:
+                parts.append((1.0, max(lo, 1.0 / PROBE_MAGNITUDE), hi))
+            if lo < 0:
+                parts.append((-1.0, max(-hi, 1.0 / PROBE_MAGNITUDE), -lo))
+            if lo <= 0 <= hi and rng.random() < 0.05:
+                x = 0.0
+            else:
+                sign, a, b = parts[int(rng.integers(len(parts)))]
+                a = min(a, b)
+                x = sign * float(10 ** rng.uniform(np.log10(a), np.log10(b)))
+        if r.contains(x):
+            return x
+    return float(np.clip((lo + hi) / 2, lo, hi))
+
+
+def random_number_case(
+    entry: Entry, mode: str, rng: np.random.Generator
+) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """Draw one or more numeric arguments: ``mode="line"`` anywhere on the line, ``mode="inside"``
+    inside the declared ranges. Returns (the drawn arguments, the overrides)."""
+    args = numeric_args(entry)
+    if not args:
+        return (), {}
+    k = 1 if rng.random() < 0.5 else int(rng.integers(1, len(args) + 1))
+    chosen = [args[i] for i in sorted(rng.choice(len(args), size=k, replace=False))]
+    overrides: dict[str, Any] = {}
+    if entry.extremes and rng.random() < 0.3:
+        # on top of one of the entry's valid extremes (K = 50 with μ_min = 1e-12, zeros in π, ...)
+        overrides.update(entry.extremes[int(rng.integers(len(entry.extremes)))])
+    for a in chosen:
+        if mode == "line":
+            r = entry.ranges[a]
+            cap = max(LINE_INT_CAP_MIN, min(LINE_INT_CAP_FACTOR * r.probe_bounds()[1], 10**6))
+            overrides[a] = draw_line_value(rng, _integer_kind(entry.kinds[a]), int(cap))
+        else:
+            overrides[a] = draw_inside_value(rng, entry.ranges[a])
+    return tuple(chosen), overrides
+
+
+def random_cases(name: str, entry: Entry, n: int, seed: int = 0):
+    """A reproducible sample: n whole-line and n in-range cases, as (kind, args, overrides)."""
+    import zlib
+
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+    out = []
+    for _ in range(n):
+        for mode in ("line", "inside"):
+            args, overrides = random_number_case(entry, mode, rng)
+            if args:
+                out.append((mode, args, overrides))
     return out
 
 
@@ -280,7 +482,7 @@ R["SolverResult"] = Entry(
 )
 R["loglog_slope"] = Entry(
     base=lambda: dict(x=[1.0, 10.0, 100.0], y=[1.0, 0.1, 0.01]),
-    kinds=dict(x="array", y="array", floor="real", min_points="int"),
+    kinds=dict(x="array", y="array", floor="real", min_points="int", too_few="choice"),
     valid_range="x > 0, y > floor; at least min_points usable points",
     extremes=({"x": [1e-300, 1.0, 1e300], "y": [1e300, 1.0, 1e-300]},),
     invalid=dict(x=([1.0, 2.0],), min_points=(1,)),
@@ -294,7 +496,8 @@ _tau_small = ({"tau": 1e-4},)
 R["regularized_nash_equilibrium"] = Entry(
     base=lambda: dict(game=rps(), tau=0.1),
     kinds=dict(game="object", tau="real", max_iter="int"),
-    valid_range="τ > 0 (τ down to 1e-6), μ full support, max_iter ≥ 1",
+    valid_range="τ ≥ 1e-6 (smaller τ > 0 while float64 resolves π*_τ, else ValueError naming tau), "
+    "μ full support, max_iter ≥ 40 (a budget that runs out: ValueError naming max_iter)",
     extremes=(
         {"tau": 1e-4},
         {"tau": 1e-6},
@@ -417,7 +620,8 @@ R["best_response_to_reference"] = Entry(
 R["rlhf_bradley_terry"] = Entry(
     base=lambda: dict(game=envs.dice(), tau=0.1),
     kinds=dict(game="object", tau="real", n_pairs="opt_size", seed="seed", reference="opt_object"),
-    valid_range="τ ≥ 0 (τ = 0: unregularised, no kl column); n_pairs ≥ 1 or None (exact)",
+    valid_range="τ = 0 (unregularised, no kl column) or τ ≥ 1e-6 (the kl metric needs π*_τ); "
+    "n_pairs ≥ 1 or None (exact)",
     extremes=(
         {"tau": 0.0},
         {"tau": 1e-6},
@@ -448,7 +652,7 @@ for _n in ("nash_md_step", "self_play_md_step", "nash_mirror_prox_step"):
 R["theorem_step_sizes"] = Entry(
     base=lambda: dict(tau=0.1, iterations=5),
     kinds=dict(tau="real", iterations="size"),
-    valid_range="τ > 0, iterations ≥ 1 (array of T floats must fit in memory)",
+    valid_range="τ ≥ 1e-308 (1/τ finite), iterations ≥ 1 (array of T floats must fit in memory)",
     extremes=({"tau": 1e-300}, {"tau": 1e300}),
     invalid=dict(tau=(0.0,), iterations=(0,)),
 )
@@ -674,9 +878,9 @@ R["q_lambda_contraction_bound"] = Entry(
 R["q_lambda_bound_from_mismatch"] = Entry(
     base=lambda: dict(gamma=0.9, lam=0.5, eps=0.1),
     kinds=dict(gamma="real", lam="real", eps="real", p="real"),
-    valid_range="γ in [0, 1), λ in [0, 1], ε in [0, 1], p ≥ 1",
+    valid_range="γ in [0, 1), λ in [0, 1], ε = max_x ‖π − μ‖₁ in [0, 2], p ≥ 1",
     extremes=({"gamma": 0.0}, {"gamma": 1 - 1e-16}, {"p": 1e300}),
-    invalid=dict(gamma=(1.0, -0.1), lam=(-0.1, 1.5), eps=(-0.1, 1.5), p=(0.5,)),
+    invalid=dict(gamma=(1.0, -0.1), lam=(-0.1, 1.5), eps=(-0.1, 2.5), p=(0.5,)),
 )
 R["projection_matrix"] = Entry(
     base=lambda: dict(atoms_src=np.array([0.3, 2.5]), support=support()),
@@ -886,7 +1090,8 @@ R["train_gpo"] = Entry(
                learning_rate="real", num_checkpoints="size", init_logits="opt_array",
                pref="opt_array", target="opt_prob", context_probs="opt_prob"),
     valid_range="β > 0; learning_rate > 0; steps ≥ 1 within the work budget",
-    extremes=({"beta": 1e-4}, {"beta": 1e4}, {"learning_rate": 1e3}),
+    # learning_rate = 16 at β = 0.5: learning_rate·β² = 4, the documented stability limit
+    extremes=({"beta": 1e-4}, {"beta": 1e4, "learning_rate": 4e-8}, {"learning_rate": 16.0}),
     invalid=dict(beta=(0.0, -1.0), steps=(0,), learning_rate=(0.0, -1.0)),
 )
 R["solve_gpo"] = Entry(
@@ -929,7 +1134,7 @@ R["online_gpo"] = Entry(
                batch_size="size", learning_rate="real", seed="seed", exact="bool",
                golden_pref="opt_array", context_probs="opt_prob", num_checkpoints="size"),
     valid_range="β > 0; steps, batch_size ≥ 1 with steps·batch_size within the work budget",
-    extremes=({"beta": 1e-4}, {"beta": 1e4}, {"exact": True}, {"learning_rate": 1e3}),
+    extremes=({"beta": 1e-4}, {"beta": 1e4, "learning_rate": 4e-8}, {"exact": True}, {"learning_rate": 16.0}),
     invalid=dict(beta=(0.0, -1.0), steps=(0,), batch_size=(0,), learning_rate=(0.0, -1.0)),
 )
 R["offline_gpo"] = Entry(
@@ -939,7 +1144,8 @@ R["offline_gpo"] = Entry(
                order="choice", seed="seed", golden_pref="opt_array", context_probs="opt_prob",
                num_checkpoints="size"),
     valid_range="β > 0; steps, batch_size ≥ 1 with steps·batch_size within the work budget",
-    extremes=({"beta": 1e-4}, {"beta": 1e4}, {"learning_rate": 1e3}),
+    # learning_rate = 16 at β = 0.5: learning_rate·β² = 4, the documented stability limit
+    extremes=({"beta": 1e-4}, {"beta": 1e4, "learning_rate": 4e-8}, {"learning_rate": 16.0}),
     invalid=dict(beta=(0.0, -1.0), steps=(0,), batch_size=(0,), winner=(np.array([0, 1, 7]),)),
 )
 R["fit_proxy_preference"] = Entry(
@@ -1293,5 +1499,244 @@ R["DCFP_ENVIRONMENTS"] = Entry(
     extremes=tuple({"name": n} for n in ("low_random", "high_random", "two_state")),
     call=_dcfp_env,
 )
+
+# --------------------------------------------------------------------------------------------
+# documented ranges of every numeric argument (the docstrings' "Valid range" paragraphs say the
+# same). Probes keep counts small so that every drawn call stays milliseconds.
+# --------------------------------------------------------------------------------------------
+
+POS = span("(0, inf)")  # any positive real
+NONNEG = span("[0, inf)")
+ANY_REAL = span("[-inf, inf]")
+UNIT = span("[0, 1]", scale="linear")
+UNIT_OPEN_HIGH = span("[0, 1)", scale="linear")  # discounts
+UNIT_OPEN_LOW = span("(0, 1]", scale="linear")
+TAU_SOLVER = span("[1e-4, inf)")  # NLHF solvers: finite down to τ = 1e-4 (the issue's regime)
+TAU_ONE_SHOT = span("[1e-6, inf)")
+ALPHA = span("[1e-4, inf)")  # MTPO regularisation (down to 1e-4)
+ALPHA_SMALL = span("[1e-6, inf)")
+BETA = span("[1e-6, 1e6]")  # AGRO's documented β range
+TOL = span("(0, inf)", probe=(1e-14, 1.0))  # tolerances: tiny ones only cost iterations
+ITERS = span("[1, inf) int", probe=(1, 40))  # iteration counts: [1, work budget]
+SAMPLES = span("[1, inf) int", probe=(1, 40))  # sample/episode/pair counts: [1, work budget]
+CHECKPOINTS = span("[2, inf) int", probe=(2, 8))
+CHECKPOINT_EVERY = span("[1, inf) int", probe=(1, 40))
+STATES = span("[1, inf) int", probe=(1, 6))  # sizes of generated problems: [1, memory budget]
+ATOMS = span("[2, inf) int", probe=(2, 64))
+# truncation horizons of Q(λ) operators: [1, work budget]; the work grows like (S·A)^horizon, so
+# the probe stays at horizons the tiny chain MDP can afford
+HORIZON = span("[1, inf) int", probe=(1, 6))
+
+
+def _le(a, b, bound):
+    return Joint((a, b), f"{a}·{b} ≤ {bound:g}", lambda kw: kw.get(a) is None or kw.get(b) is None
+                 or kw[a] * kw[b] <= bound)
+
+
+def _ordered(a, b, strict=True):
+    return Joint((a, b), f"{a} {'<' if strict else '≤'} {b}",
+                 lambda kw: kw.get(a) is None or kw.get(b) is None
+                 or (kw[a] < kw[b] if strict else kw[a] <= kw[b]))
+
+
+_checkpoints_le_iterations = Joint(
+    ("checkpoints", "iterations"), "checkpoints ≤ iterations + 1 (the checkpoint iterations are distinct)",
+    lambda kw: kw.get("checkpoint_every") is not None or kw.get("checkpoints") is None
+    or kw["checkpoints"] <= kw["iterations"] + 1,
+)
+def _gpo_loss_is_finite(kw):
+    with np.errstate(over="ignore"):
+        z = kw["beta"] * np.asarray(kw["margin"], dtype=np.float64)
+    if not np.all(np.isfinite(z)):
+        return False
+    if kw.get("kind") in ("squared", "truncated_quadratic", "ipo") and np.max(np.abs(z)) > 1e154:
+        return False
+    return not (kw.get("kind") == "exponential" and np.min(z) < -709)
+
+
+_gpo_loss_finite = Joint(
+    ("beta", "margin"), "the loss of β·margin finite (|β·margin| ≲ 1e154 quadratic, ≥ −709 exponential)",
+    _gpo_loss_is_finite,
+)
+_majority_vote_enumerable = Joint(
+    ("k",), "majority vote: C(k + A − 1, A − 1) ≤ 2·10⁶ answer counts (A ≤ K answers)",
+    lambda kw: kw.get("objective") != "majority_vote" or math.comb(
+        kw["k"] + len(kw.get("probs", kw.get("logits"))) - 1, len(kw.get("probs", kw.get("logits"))) - 1)
+    <= 2_000_000,
+)
+_lr_beta_squared = Joint(
+    ("learning_rate", "beta"), "learning_rate·β² ≤ 4 (gradient descent on f(β·margin) is stable)",
+    lambda kw: kw["learning_rate"] * kw["beta"] ** 2 <= 4.0,
+)
+_eta_needs_constant = Joint(
+    ("eta",), "eta is given only with schedule='constant' (the theorem schedule sets η_t itself)",
+    lambda kw: kw.get("eta") is None or kw.get("schedule") == "constant",
+)
+_nlhf_solver = dict(tau=TAU_SOLVER, iterations=ITERS, checkpoints=CHECKPOINTS, checkpoint_every=CHECKPOINT_EVERY)
+_mtpo_solver = dict(alpha=ALPHA, iterations=ITERS, eta=POS, n_samples=SAMPLES, checkpoints=CHECKPOINTS,
+                    checkpoint_every=CHECKPOINT_EVERY)
+
+RANGES: dict[str, dict[str, Range]] = {
+    "SolverResult": dict(wall_time_s=NONNEG, compile_time_s=NONNEG),
+    "loglog_slope": dict(floor=ANY_REAL, min_points=span("[2, inf) int", probe=(2, 5))),
+    "regularized_nash_equilibrium": dict(tau=TAU_ONE_SHOT, max_iter=span("[40, inf) int", probe=(40, 500))),
+    "exploitability": dict(tau=NONNEG),
+    "fixed_point_residual": dict(tau=POS),
+    "regularized_preference": dict(tau=NONNEG),
+    "nash_md": _nlhf_solver | dict(eta=POS, n_samples=SAMPLES),
+    "self_play_md": _nlhf_solver | dict(eta=POS, n_samples=SAMPLES),
+    "nash_mirror_prox": _nlhf_solver | dict(eta=POS),
+    "online_mirror_descent": _nlhf_solver | dict(eta=POS),
+    "fictitious_play": dict(_nlhf_solver),
+    "nash_md_pg": _nlhf_solver | dict(learning_rate=POS, mixture=UNIT, n_samples=SAMPLES),
+    "best_response_to_reference": dict(tau=TAU_ONE_SHOT),
+    # τ = 0 (unregularised, an extreme above) or τ ≥ 1e-6: the kl metric needs π*_τ, which the
+    # Newton oracle resolves in float64 from τ = 1e-6 on
+    "rlhf_bradley_terry": dict(tau=TAU_ONE_SHOT, n_pairs=SAMPLES),
+    "nash_md_step": dict(eta=POS, tau=POS),
+    "self_play_md_step": dict(eta=POS, tau=POS),
+    "nash_mirror_prox_step": dict(eta=POS, tau=POS),
+    "theorem_step_sizes": dict(tau=span("[1e-308, inf)"), iterations=span("[1, inf) int", probe=(1, 1000))),
+    "preference_q_values": dict(alpha=NONNEG),
+    "multiturn_exploitability": dict(alpha=ALPHA),
+    "multiturn_regularized_nash": dict(alpha=ALPHA, tol=TOL, max_iterations=span("[1, inf) int", probe=(1, 2000)),
+                                       damping=UNIT_OPEN_LOW),
+    "mtpo": dict(_mtpo_solver),
+    "mtpo_tau": dict(_mtpo_solver),
+    "multiturn_preference": dict(alpha=NONNEG),
+    "soft_best_response": dict(alpha=ALPHA_SMALL),
+    "mtpo_theorem_bound": dict(alpha=ALPHA),
+    "reward_rl": dict(alpha=ALPHA_SMALL),
+    "multiturn_rlhf": dict(alpha=ALPHA, n_pairs=SAMPLES, l2=span("[1e-300, inf)")),
+    "single_turn_rlhf": dict(alpha=ALPHA, n_pairs=SAMPLES, n_rollouts=SAMPLES),
+    "single_turn_nash_md": dict(alpha=ALPHA, n_pairs=SAMPLES, n_rollouts=SAMPLES),
+    "learned_preference_game": dict(n_pairs=SAMPLES, prior=POS),
+    "CategoricalSupport": dict(v_min=ANY_REAL, v_max=ANY_REAL, m=ATOMS),
+    "pushforward": dict(gamma=UNIT),
+    "distributional_operator": dict(lam=UNIT, horizon=HORIZON, tol=TOL,
+                                    max_inner=span("[1, inf) int", probe=(1, 1000))),
+    "contraction_modulus": dict(lam=UNIT, horizon=HORIZON,
+                                n_probes=span("[1, inf) int", probe=(1, 4)), iterations=span("[2, inf) int", probe=(2, 5))),
+    "q_lambda_contraction_bound": dict(lam=UNIT, p=span("[1, 1e300]")),
+    "q_lambda_bound_from_mismatch": dict(gamma=UNIT_OPEN_HIGH, lam=UNIT, eps=span("[0, 2]", scale="linear"),
+                                         p=span("[1, 1e300]")),
+    "iterate_distributional_operator": dict(lam=UNIT, horizon=HORIZON, tol=TOL,
+                                            max_iterations=ITERS),
+    "trace_coefficients": dict(lam=UNIT),
+    "value_mode_rate": dict(lam=UNIT, iterations=span("[1, inf) int", probe=(1, 10))),
+    "categorical_evaluation_fixed_point": dict(tol=TOL, max_iterations=span("[1, inf) int", probe=(1, 1000))),
+    "monte_carlo_returns": dict(n_samples=SAMPLES, horizon=span("[1, inf) int", probe=(1, 40))),
+    "sampled_distributional_target": dict(lam=UNIT, gamma=UNIT_OPEN_HIGH),
+    "distributional_td_learning": dict(lam=UNIT, n_steps=span("[1, inf) int", probe=(1, 5)), n_updates=ITERS,
+                                       n_checkpoints=span("[1, inf) int", probe=(1, 5)),
+                                       step_exponent=UNIT),
+    "sample_empirical_model": dict(n_samples=SAMPLES),
+    "categorical_dp": dict(iterations=ITERS, tol=TOL),
+    "quantile_dp": dict(m=span("[2, inf) int", probe=(2, 64)), iterations=ITERS, tol=TOL),
+    "monte_carlo_return_distribution": dict(n_episodes=SAMPLES, truncation_tol=span("(0, 1)", probe=(1e-12, 0.5))),
+    "sample_stochastic_cdf_bellman": dict(n=span("[1, inf) int", probe=(1, 10)),
+                                          truncation_tol=span("(0, 1)", probe=(1e-12, 0.5))),
+    "SparseMarkovRewardProcess": dict(gamma=UNIT_OPEN_HIGH),
+    "high_resolution_reference": dict(m_fine=span("[2, inf) int", probe=(2, 201))),
+    "HighResolutionReference": dict(w1_bias_bound=NONNEG),
+    "gpo_loss": dict(beta=POS),
+    "gpo_loss_derivative": dict(beta=POS),
+    "train_gpo": dict(beta=span("[1e-4, 1e4]"), steps=ITERS, learning_rate=POS,
+                      num_checkpoints=CHECKPOINTS),
+    "solve_gpo": dict(beta=span("[1e-4, 1e4]"), max_iterations=span("[1, inf) int", probe=(1, 50)),
+                      tolerance=TOL),
+    "sample_preference_dataset": dict(num_samples=span("[1, inf) int", probe=(1, 1000))),
+    "online_gpo": dict(beta=span("[1e-4, 1e4]"), steps=ITERS, batch_size=span("[1, inf) int", probe=(1, 16)),
+                       learning_rate=span("(0, 1e3]"), num_checkpoints=CHECKPOINTS),
+    "offline_gpo": dict(beta=span("[1e-4, 1e4]"), steps=ITERS, batch_size=span("[1, inf) int", probe=(1, 16)),
+                        learning_rate=span("(0, 1e3]"), num_checkpoints=CHECKPOINTS),
+    "fit_proxy_preference": dict(num_contexts=span("[2, inf) int", probe=(2, 6)),
+                                 num_responses=span("[3, inf) int", probe=(3, 6)), l2=span("[1e-300, inf)")),
+    "kl_win_rate_frontier": dict(num_samples=span("[1, inf) int", probe=(1, 40)), steps=span("[1, inf) int", probe=(1, 5)),
+                                 batch_size=span("[1, inf) int", probe=(1, 8)), learning_rate=span("(0, 1e3]"),
+                                 l2=span("[1e-300, inf)")),
+    "agro_optimal_policy": dict(beta=BETA),
+    "regularized_reward": dict(beta=BETA),
+    "agro_gradient": dict(beta=BETA),
+    "naive_pg_gradient": dict(beta=BETA),
+    "agro_expected_gradient": dict(beta=BETA),
+    "naive_pg_expected_gradient": dict(beta=BETA),
+    "pairwise_consistency_loss": dict(beta=BETA),
+    "train_agro": dict(beta=BETA, iterations=ITERS, learning_rate=POS, batch_size=span("[2, inf) int", probe=(2, 16)),
+                       replay_window=span("[1, inf) int", probe=(1, 60)), mixture_weight=UNIT,
+                       checkpoints=span("[1, inf) int", probe=(1, 6))),
+    "objective_value": dict(k=span("[1, inf) int", probe=(1, 2**62))),
+    "objective_gradient": dict(k=span("[1, inf) int", probe=(1, 2**62))),
+    "train_k_sample": dict(k=span("[1, inf) int", probe=(1, 64)), iterations=ITERS, learning_rate=POS,
+                           checkpoints=span("[1, inf) int", probe=(1, 6))),
+    "multi_sample_bound": dict(n=span("[1, inf) int", probe=(1, 8))),
+    "jepo_gradient": dict(target=span("[0, 1] int", scale="linear")),
+    "jepo_expected_gradient": dict(target=span("[0, 1] int", scale="linear"), n=span("[1, inf) int", probe=(1, 2**62))),
+    "rl_gradient": dict(target=span("[0, 1] int", scale="linear")),
+    "train_cot": dict(target=span("[0, 1] int", scale="linear"), n=span("[1, inf) int", probe=(1, 8)), iterations=ITERS,
+                      learning_rate=POS, checkpoints=span("[1, inf) int", probe=(1, 6))),
+    "three_type_cycle": dict(eps=span("[-0.6666666666666666, 0.3333333333333333]", scale="linear")),
+    "random_game": dict(K=span("[1, inf) int", probe=(1, 50))),
+    "random_contextual_game": dict(X=span("[1, inf) int", probe=(1, 8)), K=span("[1, inf) int", probe=(1, 20))),
+    "DialogueGame": dict(num_actions=span("[2, 2] int", scale="linear")),
+    "random_layered_game": dict(num_contexts=STATES, horizon=STATES, states_per_layer=STATES, num_actions=STATES,
+                                branching=STATES, final_states=STATES),
+    "tree_game": dict(num_contexts=STATES, horizon=STATES, num_actions=STATES),
+    "education_dialogue": dict(horizon=span("[1, 3] int", scale="linear"), num_topics=STATES, match_prob=UNIT,
+                               mismatch_prob=UNIT, check_prob=UNIT, repeat_penalty=UNIT, sharpness=NONNEG,
+                               cycle_weight=UNIT),
+    "car_dealer": dict(horizon=STATES, num_segments=STATES, leave_prob=UNIT),
+    "TabularMDP": dict(gamma=UNIT_OPEN_HIGH),
+    "MarkovRewardProcess": dict(gamma=UNIT_OPEN_HIGH),
+    "garnet": dict(n_states=span("[2, inf) int", probe=(2, 20)), n_actions=STATES,
+                   branching=span("[1, inf) int", probe=(1, 2)), gamma=UNIT_OPEN_HIGH, reward_scale=POS),
+    "chain_mdp": dict(n_states=span("[2, inf) int", probe=(2, 20)), gamma=UNIT_OPEN_HIGH, slip=UNIT,
+                      reward=ANY_REAL),
+    "two_state_mdp": dict(gamma=UNIT_OPEN_HIGH, stay=UNIT),
+    "random_policy": dict(concentration=POS),
+    "epsilon_greedy_policy": dict(epsilon=UNIT),
+    "chain": dict(gamma=UNIT_OPEN_HIGH, forward=UNIT_OPEN_LOW, n_states=span("[2, inf) int", probe=(2, 20))),
+    "two_state": dict(gamma=UNIT_OPEN_HIGH, stay=UNIT),
+    "low_random": dict(n_states=span("[1, inf) int", probe=(1, 20)), gamma=UNIT_OPEN_HIGH),
+    "high_random": dict(n_states=span("[1, inf) int", probe=(1, 20)), gamma=UNIT_OPEN_HIGH),
+    "random_mrp": dict(n_states=span("[1, inf) int", probe=(1, 20)), concentration=POS, gamma=UNIT_OPEN_HIGH),
+    "global_support": dict(m=ATOMS),
+    "environment_support": dict(m=ATOMS),
+    "return_bounds": dict(tol=TOL),
+}
+JOINT: dict[str, tuple[Joint, ...]] = {
+    "loglog_slope": (Joint(("min_points", "floor"), "at least min_points points with y > floor and x > 0",
+                           lambda kw: np.sum((np.asarray(kw["y"]) > kw["floor"]) & (np.asarray(kw["x"]) > 0))
+                           >= kw["min_points"]),),
+    "nash_md": (_le("eta", "tau", 1.0), _eta_needs_constant),
+    "self_play_md": (_le("eta", "tau", 1.0), _eta_needs_constant),
+    "online_mirror_descent": (_le("eta", "tau", 1.0), _eta_needs_constant),
+    "nash_md_step": (_le("eta", "tau", 1.0),),
+    "self_play_md_step": (_le("eta", "tau", 1.0),),
+    "mtpo": (_le("eta", "alpha", 1.0), _eta_needs_constant, _checkpoints_le_iterations),
+    "mtpo_tau": (_le("eta", "alpha", 1.0), _eta_needs_constant, _checkpoints_le_iterations),
+    "CategoricalSupport": (_ordered("v_min", "v_max"),
+                           Joint(("v_min", "v_max"), "v_max − v_min finite",
+                                 lambda kw: np.isfinite(kw["v_max"] - kw["v_min"]))),
+    "train_agro": (_le("learning_rate", "beta", 2.0),),
+    "objective_value": (_majority_vote_enumerable,),
+    "objective_gradient": (_majority_vote_enumerable,),
+    "jepo_expected_gradient": (Joint(
+        ("n",), "bound='multi': C(n + C − 1, C − 1) ≤ 2·10⁶ count vectors",
+        lambda kw: kw.get("bound") != "multi" or math.comb(kw["n"] + len(kw["cot_logits"]) - 1,
+                                                           len(kw["cot_logits"]) - 1) <= 2_000_000),),
+    "gpo_loss": (_gpo_loss_finite,),
+    "gpo_loss_derivative": (_gpo_loss_finite,),
+    # gradient descent on f(β·margin): curvature ∝ β², stable for learning_rate·β² ≤ 4 (divergence
+    # measured from 8 on, exponential kind); a diverging run raises ValueError naming learning_rate
+    "train_gpo": (_lr_beta_squared,),
+    "online_gpo": (_lr_beta_squared,),
+    "offline_gpo": (_lr_beta_squared,),
+    "garnet": (_ordered("branching", "n_states", strict=False),),
+    "tree_game": (Joint(("num_actions", "horizon"), "num_actions**horizon ≤ 4096",
+                        lambda kw: kw["num_actions"] ** kw["horizon"] <= 4096),),
+}
+for _name, _ranges in RANGES.items():
+    R[_name] = dataclasses.replace(R[_name], ranges=_ranges, joint=JOINT.get(_name, ()))
 
 REGISTRY: dict[str, Entry] = R

@@ -349,7 +349,9 @@ def test_loglog_slope_recovers_exact_power_laws():
     assert loglog_slope(t, 3.0 / t) == pytest.approx(-1.0, abs=1e-12)
     assert loglog_slope(t, 1.0 / np.sqrt(t)) == pytest.approx(-0.5, abs=1e-12)
     # points at or below the floor carry no rate information
-    assert np.isnan(loglog_slope(t, np.array([1.0, 1e-20, 1e-20, 1e-20]), floor=1e-15))
+    assert np.isnan(loglog_slope(t, np.array([1.0, 1e-20, 1e-20, 1e-20]), floor=1e-15, too_few="nan"))
+    with pytest.raises(ValueError, match="min_points"):  # the default refuses instead of a NaN
+        loglog_slope(t, np.array([1.0, 1e-20, 1e-20, 1e-20]), floor=1e-15)
     with pytest.raises(ValueError, match="x must be non-negative"):
         loglog_slope([-1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
 

@@ -53,6 +53,9 @@ class CategoricalSupport:
     Attributes:
       v_min, v_max: end atoms, v_min < v_max (finite).
       m: number of atoms M ≥ 2.
+
+    Valid range: v_min < v_max, both finite with a finite span v_max − v_min; m ≥ 2 (an int, within
+    memory).
     """
 
     v_min: float
@@ -164,6 +167,8 @@ def projection_matrix(atoms_src, support: CategoricalSupport):
     """Hat matrix H [..., N, M], H[..., j, i] = h_i(clip(y_j)) = clip(1 − |ȳ_j − z_i|/Δ, 0, 1).
 
     Π_C(Σ_j w_j δ_{y_j}) = Σ_j w_j H[j, :]. Each row sums to 1 (mass preservation).
+
+    Valid range: no numeric arguments; atoms_src finite (clipped to the support).
     """
     support = _check_support(support)
     atoms_src = _checked("atoms_src", atoms_src)
@@ -252,6 +257,9 @@ def categorical_projection(atoms_src, mass, support: CategoricalSupport, *, meth
     Returns:
       mass [..., M]. Total mass is preserved exactly; the mean is preserved when every y_j lies
       in [v_min, v_max]; atoms on the grid (including both ends) are reproduced exactly.
+
+    Valid range: no numeric arguments; atoms_src finite (any values: clipped to the support); mass
+    finite (signed allowed) with a shape matching atoms_src.
     """
     if not isinstance(support, CategoricalSupport) and not hasattr(support, "shape"):
         # a tuple such as (v_min, v_max, m) must not pass for three atoms: explicit atoms come
@@ -326,8 +334,9 @@ def pushforward(atoms, reward, gamma):
       reward: scalar or [...] rewards (broadcast against the leading dims of ``atoms``).
       gamma: discount γ in [0, 1] (scalar).
 
-    Valid range: finite atoms and rewards whose images r + γ z stay finite in the atoms' dtype
-    (|r| + γ|z| below ~1.8e308 in float64); otherwise ``ValueError`` naming reward and atoms.
+    Valid range: gamma in [0, 1]; atoms and reward finite (reward a scalar or broadcast over leading
+    dimensions), and every image reward + gamma·atom finite in the atoms' dtype (|r| + γ|z| below
+    ~1.8e308 in float64); otherwise ``ValueError`` naming reward and atoms.
 
     Returns:
       [..., M] new atom locations r + γ z (pair them with the same mass, then project).
@@ -355,14 +364,21 @@ def pushforward(atoms, reward, gamma):
 
 
 def to_cdf(mass):
-    """CDF coordinates F_i = Σ_{k≤i} mass_k along the last axis: [..., M] → [..., M]."""
+    """CDF coordinates F_i = Σ_{k≤i} mass_k along the last axis: [..., M] → [..., M].
+
+    Valid range: no numeric arguments; mass [..., M] finite (signed measures allowed).
+    """
     mass = _checked("mass", mass)
     xp = array_namespace(mass)
     return xp.cumulative_sum(mass, axis=-1)
 
 
 def from_cdf(cdf):
-    """Inverse of :func:`to_cdf`: mass_0 = F_0, mass_i = F_i − F_{i−1}. [..., M] → [..., M]."""
+    """Inverse of :func:`to_cdf`: mass_0 = F_0, mass_i = F_i − F_{i−1}. [..., M] → [..., M].
+
+    Valid range: no numeric arguments; cdf [..., M] finite (the CDF coordinates of any signed
+    measure).
+    """
     cdf = _checked("cdf", cdf)
     xp = array_namespace(cdf)
     first = cdf[..., :1]
@@ -370,7 +386,10 @@ def from_cdf(cdf):
 
 
 def distribution_mean(mass, support: CategoricalSupport):
-    """Σ_i mass_i z_i, shape [..., M] → [...] (the mean when the total mass is 1)."""
+    """Σ_i mass_i z_i, shape [..., M] → [...] (the mean when the total mass is 1).
+
+    Valid range: no numeric arguments; mass [..., M] finite (signed) on the support's M atoms.
+    """
     support = _check_support(support)
     mass = _checked("mass", mass, last_dim=support.m)
     xp = array_namespace(mass)
@@ -460,6 +479,9 @@ def cramer_distance(mass_p, mass_q, support=None, *, atoms_p=None, atoms_q=None,
 
     Returns:
       [...] distances.
+
+    Valid range: no numeric arguments; mass_p, mass_q finite (signed) measures of equal total mass
+    (within 1e-9) on a common support, or on atoms_p/atoms_q of matching length.
     """
     squared = check_bool("squared", squared)
     diff, width = _cdf_difference(mass_p, mass_q, support, atoms_p, atoms_q)
@@ -482,6 +504,9 @@ def wasserstein1(mass_p, mass_q, support=None, *, atoms_p=None, atoms_q=None):
 
     Returns:
       [...] distances.
+
+    Valid range: no numeric arguments; mass_p, mass_q finite (signed) measures of equal total mass
+    (within 1e-9) on a common support, or on atoms_p/atoms_q of matching length.
     """
     diff, width = _cdf_difference(mass_p, mass_q, support, atoms_p, atoms_q)
     xp = array_namespace(diff)

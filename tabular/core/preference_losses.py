@@ -194,6 +194,10 @@ def gpo_loss(margin, beta, kind):
 
     Returns:
       [...] losses, same array type as ``margin`` (differentiable under torch autograd).
+
+    Valid range: beta > 0 (finite); margin finite, with the loss of beta·margin finite
+    (|beta·margin| ≲ 1e154 for the quadratic kinds, beta·margin ≥ −709 for the exponential one);
+    kind one of the listed losses or aliases.
     """
     kind = check_kind(kind)
     beta = check_scalar("beta", beta, low=0.0, low_inclusive=False)
@@ -205,6 +209,9 @@ def gpo_loss_derivative(margin, beta, kind):
     """d/dρ f(β·ρ) = β·f′(β·ρ), elementwise; shapes as :func:`gpo_loss`.
 
     At the kinks of ``hinge`` (βρ = 1) the value is 0, matching ``relu``'s subgradient convention.
+
+    Valid range: as gpo_loss: beta > 0 (finite); margin finite, the derivative at beta·margin
+    finite.
     """
     kind = check_kind(kind)
     beta = check_scalar("beta", beta, low=0.0, low_inclusive=False)
@@ -251,6 +258,9 @@ def bayes_link(p, kind):
       [...] the minimising margin x* (the population optimum is ρ* = x*/β). For ``hinge`` it is
       sign(2p − 1) (0 at p = ½, where every x ∈ [−1, 1] is optimal); for ``truncated_quadratic``
       it is 2p − 1.
+
+    Valid range: no numeric arguments; p in (0, 1) (array-like, any shape); kind one of the losses
+    of gpo_loss.
     """
     kind = check_kind(kind)
     xp, p = _as_array("p", p)

@@ -32,6 +32,9 @@ class SolverResult:
       compile_time_s: seconds spent compiling (or loading from cache) Numba kernels for this call.
       config: the solver name and every argument that determines the numbers (seed included).
       extras: further named outputs (average iterate, reference solution, fitted rewards, …).
+
+    Valid range: wall_time_s and compile_time_s finite ≥ 0; final a finite real array; metrics a
+    mapping of equal-length 1-D arrays including 'iteration'.
     """
 
     final: np.ndarray
