@@ -19,8 +19,9 @@ term on lengths (``deep.llm.preference_models.length_quality_task``: texts of â‰
 
 from __future__ import annotations
 
-import tempfile
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -87,7 +88,8 @@ def compute(quick: bool, seed: int) -> pd.DataFrame:
                  rm_steps=30 if quick else 150, log_every=steps,
                  lr=1e-2 if quick else 3e-3)  # few quick steps: a larger Adam step so the arms separate
     rows = []
-    for s in range(SEEDS_QUICK if quick else SEEDS_FULL):
+    n_seeds = SEEDS_QUICK if quick else SEEDS_FULL
+    for s in range(n_seeds):
         run_seed = 1000 * seed + s
         with tempfile.TemporaryDirectory() as tmp:
             base = PreferenceConfig(algorithm="rlhf", **COMMON, **sizes)
@@ -95,7 +97,10 @@ def compute(quick: bool, seed: int) -> pd.DataFrame:
             policies["SFT"], task = _final_policy(base, run_seed, None)
             for label, changes in ARMS.items():
                 config = PreferenceConfig(**{**COMMON, **sizes, **changes})
+                started = time.perf_counter()
                 policies[label], _ = _final_policy(config, run_seed, Path(tmp) / label.replace(" ", "_"))
+                print(f"  seed {s + 1}/{n_seeds}, {label}: {steps} steps in {time.perf_counter() - started:.0f} s",
+                      file=sys.stderr, flush=True)  # progress: a full run trains 5 Ã— 8 arms
         nu, pref = task.context_weights, np.asarray(task.pref)
         for a in POLICIES:
             for b in POLICIES:
