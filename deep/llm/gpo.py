@@ -60,6 +60,7 @@ __all__ = [
     "OfflineGPOResult",
     "gpo_lm_loss",
     "pair_logprobs",
+    "population_gpo_loss",
     "ConvergedGPOResult",
     "beta_ratio_at_equal_kl",
     "enumerable_pair_batch",
@@ -317,6 +318,35 @@ class OfflineGPOResult:
     reference: np.ndarray
 
 
+def _as_tensor(name: str, value: Any, like: torch.Tensor) -> torch.Tensor:
+    if isinstance(value, np.ndarray):
+        value = torch.tensor(value)
+    if not isinstance(value, torch.Tensor):
+        raise ValueError(f"{name} must be an array, got {describe(value)}")
+    return value.to(like.device, like.dtype)
+
+
+def population_gpo_loss(log_policy: torch.Tensor, log_reference: torch.Tensor, pair_weights, beta: float,
+                        kind: str) -> torch.Tensor:
+    """Σ_{x,i,j} W[x,i,j]·f(β ρ(x,i,j)), ρ(x,i,j) = log π/π_ref(i|x) − log π/π_ref(j|x) (GPO §2).
+
+    Args:
+      log_policy: [X, N] log π_θ (differentiable; e.g. :func:`fixpoint_rl.deep.llm.gpo.enumerate_policy`).
+      log_reference: [X, N] log π_ref.
+      pair_weights: [X, N, N] W (:func:`fixpoint_rl.deep.llm.online_offline.offline_pair_weights` / ``online_pair_weights``).
+      beta, kind: the GPO loss (``kind`` a GPO name or alias).
+    """
+    kind = check_kind(kind)
+    beta = check_scalar("beta", beta, low=0.0, low_inclusive=False)
+    weights = _as_tensor("pair_weights", pair_weights, log_policy)
+    if weights.shape != (*log_policy.shape, log_policy.shape[-1]):
+        raise ValueError(f"pair_weights must have shape {(*log_policy.shape, log_policy.shape[-1])}, "
+                         f"got {tuple(weights.shape)}")
+    log_ratio = log_policy - log_reference.to(log_policy.dtype)
+    margins = log_ratio[:, :, None] - log_ratio[:, None, :]
+    return (weights * gpo_loss(margins, beta, kind)).sum()
+
+
 def enumerable_pair_batch(task, tokenizer, context, winner, loser, device: Any = None) -> PreferenceBatch:
     """:class:`PreferenceBatch` of triples (x, y_w, y_l) given as indices into an ``EnumerableTask``."""
     prompt_ids, prompt_mask = task.prompt_batch(tokenizer, device=device)
@@ -452,7 +482,7 @@ def fit_offline_gpo(
     The empirical loss of N labelled triples, (1/N) Σ_n f(β ρ_n) (GPO §2), equals
     Σ_{x,w,l} W[x,w,l]·f(β ρ(x,w,l)) with W = ``tabular.gpo.empirical_pair_weights`` of the triples;
     on an ``EnumerableTask`` it is computed exactly from the enumerated log π_θ [X, N]
-    (``online_offline.population_gpo_loss``) and minimised over the LM's parameters by full-batch
+    (:func:`population_gpo_loss`) and minimised over the LM's parameters by full-batch
     L-BFGS with a strong-Wolfe line search (deterministic; reaches the optimum to float64 rounding
     where the loss is smooth, which minibatch Adam approaches only slowly). ``margin="mean"``
     divides every log-ratio by the fixed response length L, i.e. uses β/L.
@@ -469,8 +499,6 @@ def fit_offline_gpo(
     Returns:
       :class:`ConvergedGPOResult`.
     """
-    from .online_offline import population_gpo_loss
-
     kind = check_kind(kind)
     beta = check_scalar("beta", beta, low=0.0, low_inclusive=False)
     margin = _check_margin(margin)

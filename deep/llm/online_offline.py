@@ -27,14 +27,11 @@ Shapes: X prompts, N responses, B pairs.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 
-from ...envs.checks import check_int, check_scalar, describe
-from ...tabular.core.preference_losses import check_kind, gpo_loss
-from .gpo import PreferenceBatch, enumerate_policy, gpo_lm_loss
+from ...envs.checks import check_int
+from .gpo import PreferenceBatch, _as_tensor, enumerate_policy, gpo_lm_loss, population_gpo_loss
 from .sampling import sample
 
 __all__ = [
@@ -45,14 +42,6 @@ __all__ = [
     "sample_online_pairs",
     "online_gpo_loss",
 ]
-
-
-def _as_tensor(name: str, value: Any, like: torch.Tensor) -> torch.Tensor:
-    if isinstance(value, np.ndarray):
-        value = torch.tensor(value)
-    if not isinstance(value, torch.Tensor):
-        raise ValueError(f"{name} must be an array, got {describe(value)}")
-    return value.to(like.device, like.dtype)
 
 
 def offline_pair_weights(pref, coverage, context_weights=None) -> np.ndarray:
@@ -74,27 +63,6 @@ def online_pair_weights(policy: torch.Tensor, pref, context_weights=None) -> tor
     nu = torch.full((X,), 1.0 / X, dtype=policy.dtype) if context_weights is None else _as_tensor(
         "context_weights", context_weights, policy)
     return 2.0 * nu[:, None, None] * policy[:, :, None] * policy[:, None, :] * pref
-
-
-def population_gpo_loss(log_policy: torch.Tensor, log_reference: torch.Tensor, pair_weights, beta: float,
-                        kind: str) -> torch.Tensor:
-    """Σ_{x,i,j} W[x,i,j]·f(β ρ(x,i,j)), ρ(x,i,j) = log π/π_ref(i|x) − log π/π_ref(j|x) (GPO §2).
-
-    Args:
-      log_policy: [X, N] log π_θ (differentiable; e.g. :func:`fixpoint_rl.deep.llm.gpo.enumerate_policy`).
-      log_reference: [X, N] log π_ref.
-      pair_weights: [X, N, N] W (:func:`offline_pair_weights` / :func:`online_pair_weights`).
-      beta, kind: the GPO loss (``kind`` a GPO name or alias).
-    """
-    kind = check_kind(kind)
-    beta = check_scalar("beta", beta, low=0.0, low_inclusive=False)
-    weights = _as_tensor("pair_weights", pair_weights, log_policy)
-    if weights.shape != (*log_policy.shape, log_policy.shape[-1]):
-        raise ValueError(f"pair_weights must have shape {(*log_policy.shape, log_policy.shape[-1])}, "
-                         f"got {tuple(weights.shape)}")
-    log_ratio = log_policy - log_reference.to(log_policy.dtype)
-    margins = log_ratio[:, :, None] - log_ratio[:, None, :]
-    return (weights * gpo_loss(margins, beta, kind)).sum()
 
 
 def sample_online_pairs(model, task, tokenizer, n_prompts: int, *, generator: torch.Generator, label_pref,
