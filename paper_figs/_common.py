@@ -77,6 +77,18 @@ def add_footnote(figure, text: str) -> None:
                    ha="left", va="top", clip_on=False)
 
 
+def sweep_seeds(run_seed: Callable, seeds, quick: bool, workers: int = 2) -> pd.DataFrame:
+    """Rows of ``run_seed(dict(seed=s, quick=quick))`` for every seed, one seed per worker process
+    of ``fixpoint_rl.deep.sweep.run_sweep`` (each worker on one thread), as one long DataFrame."""
+    import os
+
+    from fixpoint_rl.deep.sweep import run_sweep
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # one thread per worker process
+    results = run_sweep(run_seed, [dict(seed=s, quick=quick) for s in seeds], workers=workers)
+    return pd.DataFrame([row for rows in results for row in rows])
+
+
 def uncertainty_note(compute: Callable, quick: bool) -> str:
     """The script's ``UNCERTAINTY`` statement (bands and seeds, or "exact"), for this size."""
     note = compute.__globals__.get("UNCERTAINTY")

@@ -21,7 +21,7 @@ import itertools
 import numpy as np
 import pandas as pd
 
-from _common import color, figure_main
+from _common import color, figure_main, sweep_seeds
 
 SOURCES = ("on_policy", "reference", "replay", "mixed")
 SEEDS_QUICK, SEEDS_FULL = 2, 5
@@ -118,14 +118,7 @@ def run_seed(cell: dict) -> list[dict]:
 
 def compute(quick: bool, seed: int) -> pd.DataFrame:
     """Exact KL to π* on enumerable prompts and held-out pass@1 on addition, per arm and seed."""
-    import os
-
-    from fixpoint_rl.deep.sweep import run_sweep
-
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    seeds = range(seed, seed + (SEEDS_QUICK if quick else SEEDS_FULL))
-    results = run_sweep(run_seed, [dict(seed=s, quick=quick) for s in seeds], workers=2)
-    return pd.DataFrame([row for rows in results for row in rows])
+    return sweep_seeds(run_seed, range(seed, seed + (SEEDS_QUICK if quick else SEEDS_FULL)), quick)
 
 
 def plot(data: pd.DataFrame):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from _common import color, figure_main
+from _common import color, figure_main, sweep_seeds
 
 ARMS = {
     "JEPO, multi-sample": dict(algorithm="jepo", jepo_bound="multi"),
@@ -55,14 +55,7 @@ def run_seed(cell: dict) -> list[dict]:
 
 def compute(quick: bool, seed: int) -> pd.DataFrame:
     """Held-out bounds and pass@1 along training, per arm and seed (long format)."""
-    import os
-
-    from fixpoint_rl.deep.sweep import run_sweep
-
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    seeds = range(seed, seed + (SEEDS_QUICK if quick else SEEDS_FULL))
-    results = run_sweep(run_seed, [dict(seed=s, quick=quick) for s in seeds], workers=2)
-    return pd.DataFrame([row for rows in results for row in rows])
+    return sweep_seeds(run_seed, range(seed, seed + (SEEDS_QUICK if quick else SEEDS_FULL)), quick)
 
 
 def plot(data: pd.DataFrame):

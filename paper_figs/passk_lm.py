@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from _common import color, figure_main
+from _common import color, figure_main, sweep_seeds
 
 ARMS = {
     "mean-PG (RLOO)": dict(algorithm="rloo"),
@@ -65,14 +65,7 @@ def run_seed(cell: dict) -> list[dict]:
 
 def compute(quick: bool, seed: int) -> pd.DataFrame:
     """Held-out pass@1 / pass@8 / maj@8 along RL for each arm and seed (long format)."""
-    import os
-
-    from fixpoint_rl.deep.sweep import run_sweep
-
-    os.environ.setdefault("OMP_NUM_THREADS", "1")  # one thread per worker process
-    seeds = range(seed, seed + (SEEDS_QUICK if quick else SEEDS_FULL))
-    results = run_sweep(run_seed, [dict(seed=s, quick=quick) for s in seeds], workers=2)
-    return pd.DataFrame([row for rows in results for row in rows])
+    return sweep_seeds(run_seed, range(seed, seed + (SEEDS_QUICK if quick else SEEDS_FULL)), quick)
 
 
 def paired_difference(data: pd.DataFrame, metric: str, first: str, second: str):
